@@ -1,0 +1,3 @@
+from callbacks.online_probe import OnlineLinearProbe
+
+__all__ = ["OnlineLinearProbe"]

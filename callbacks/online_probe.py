@@ -1,0 +1,193 @@
+"""Online linear probe: linear-evaluation accuracy of the encoder, tracked while SimCLR pre-trains.
+
+The contrastive loss says little about how useful the representation is; a linear classifier on frozen
+features is SimCLR's standard measure. Training one alongside pre-training, on detached features with its
+own optimiser, gives that number at every validation epoch without a separate linear-evaluation run and
+without influencing the encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+UNLABELED = -1
+
+
+@contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Run with every submodule in eval mode, then give each submodule back its own previous mode.
+
+    Restoring per submodule (rather than ``module.train(was_training)``) leaves deliberately frozen parts,
+    such as a backbone whose batch norm the user holds in eval mode, exactly as they were.
+    """
+    previous_modes = [(submodule, submodule.training) for submodule in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for submodule, was_training in previous_modes:
+            submodule.training = was_training
+
+
+def _gather_from_all_ranks(trainer: pl.Trainer, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Concatenate the labelled samples of every rank, so all ranks take the identical probe step.
+
+    all_gather needs equal shapes, but ranks hold different numbers of labelled samples; each rank pads to
+    the largest count with the unlabeled marker, and the caller drops the padding with the unlabeled
+    samples. Without DDP the gathers return their input unchanged and the reshapes are no-ops.
+    """
+    strategy = trainer.strategy
+    local_count = torch.tensor([labels.shape[0]], device=labels.device)
+    padding = int(strategy.all_gather(local_count).max()) - labels.shape[0]
+    features = F.pad(features, (0, 0, 0, padding))
+    labels = F.pad(labels, (0, padding), value=UNLABELED)
+    all_features = strategy.all_gather(features).reshape(-1, features.shape[-1])
+    all_labels = strategy.all_gather(labels).reshape(-1)
+    return all_features, all_labels
+
+
+class OnlineLinearProbe(pl.Callback):
+    """Trains a linear classifier on detached encoder features of ``batch["probe_view"]`` every training step
+    and reports its validation accuracy as ``val/probe_top1`` and ``val/probe_top5``.
+
+    Args:
+        lr: AdamW learning rate of the probe (independent of the encoder's optimiser).
+        weight_decay: AdamW weight decay of the probe.
+        num_classes: number of classes; ``None`` reads ``trainer.datamodule.num_classes``.
+    """
+
+    def __init__(self, lr: float = 1e-3, weight_decay: float = 0.0, num_classes: int | None = None) -> None:
+        super().__init__()
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.num_classes = num_classes
+        self.classifier: nn.Linear | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.val_top1: MulticlassAccuracy | None = None
+        self.val_top5: MulticlassAccuracy | None = None
+        # Checkpoint state that arrived before setup built the probe; applied at the end of setup.
+        self._state_awaiting_setup: dict[str, Any] | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.classifier is not None:
+            # A later stage on the same callback (fit, then validate) must keep the trained probe.
+            return
+        num_classes = self._resolve_num_classes(trainer)
+        feature_dim = getattr(pl_module, "feature_dim", None)
+        if not isinstance(feature_dim, int):
+            raise AttributeError(
+                f"OnlineLinearProbe needs an int `feature_dim` on the LightningModule "
+                f"({type(pl_module).__name__} has {feature_dim!r}); set it to the size of forward()'s output."
+            )
+        classifier = nn.Linear(feature_dim, num_classes)
+        # DDP ranks never exchange probe gradients, so they stay identical only if they start identical.
+        # Broadcast on CPU: a pickled CUDA tensor would be unpickled onto rank 0's device on every rank.
+        classifier.load_state_dict(trainer.strategy.broadcast(classifier.state_dict(), src=0))
+        self.classifier = classifier.to(pl_module.device)
+        self.optimizer = torch.optim.AdamW(
+            self.classifier.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
+        self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro").to(pl_module.device)
+        self.val_top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro").to(
+            pl_module.device
+        )
+        if self._state_awaiting_setup is not None:
+            self._apply_state(self._state_awaiting_setup)
+            self._state_awaiting_setup = None
+
+    def _resolve_num_classes(self, trainer: pl.Trainer) -> int:
+        if self.num_classes is not None:
+            return self.num_classes
+        num_classes = getattr(trainer.datamodule, "num_classes", None)
+        if num_classes is None:
+            raise ValueError(
+                "OnlineLinearProbe does not know the number of classes: pass `num_classes` to "
+                "OnlineLinearProbe (init_args.num_classes in the YAML callbacks section) or use a datamodule "
+                "that exposes `num_classes`."
+            )
+        return int(num_classes)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # Encode only the labelled samples: with STL-10's unlabeled split most of a batch is unlabeled.
+        labelled = batch["label"] != UNLABELED
+        local_features = self._encode(trainer, pl_module, batch["probe_view"][labelled])
+        features, labels = _gather_from_all_ranks(trainer, local_features, batch["label"][labelled])
+        labelled = labels != UNLABELED
+        num_labelled = int(labelled.sum())
+        if num_labelled == 0:
+            return
+        features, labels = features[labelled], labels[labelled]
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            logits = self.classifier(features)
+            loss = F.cross_entropy(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        loss = loss.detach()
+        top1 = (logits.detach().argmax(dim=-1) == labels).float().mean()
+        # Every rank computed these on the same gathered batch, so they need no sync.
+        pl_module.log("train/probe_loss", loss, on_step=True, on_epoch=False, batch_size=num_labelled)
+        pl_module.log("train/probe_top1", top1, on_step=True, on_epoch=False, batch_size=num_labelled)
+
+    @staticmethod
+    def _encode(trainer: pl.Trainer, pl_module: pl.LightningModule, images: Tensor) -> Tensor:
+        """float32 encoder features that leave no trace on the encoder.
+
+        no_grad keeps gradient out of the encoder; eval mode keeps this extra forward from updating
+        batch-norm running statistics, and together with validation's precision context it makes the
+        features the same kind validation produces.
+        """
+        if images.shape[0] == 0:
+            return torch.zeros(0, pl_module.feature_dim, device=images.device)
+        with torch.no_grad(), _eval_mode(pl_module), trainer.precision_plugin.val_step_context():
+            features = pl_module(images)
+        return features.float()
+
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        _, labels = batch
+        with torch.autocast(device_type=labels.device.type, enabled=False):
+            logits = self.classifier(outputs["features"].float())
+        self.val_top1.update(logits, labels)
+        self.val_top5.update(logits, labels)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # compute() syncs across ranks, so these are whole-validation-set accuracies, equal on every rank.
+        # sync_dist with "max" of equal values is exact and silences Lightning's warning about unsynced
+        # epoch-level metrics under DDP. Lightning discards what the sanity check logs; the reset matters.
+        for name, metric in (("val/probe_top1", self.val_top1), ("val/probe_top5", self.val_top5)):
+            accuracy = metric.compute()
+            pl_module.log(name, accuracy, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
+            metric.reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.classifier is None:
+            return {}
+        return {"classifier": self.classifier.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.classifier is None:
+            self._state_awaiting_setup = state_dict
+        else:
+            self._apply_state(state_dict)
+
+    def _apply_state(self, state_dict: dict[str, Any]) -> None:
+        self.classifier.load_state_dict(state_dict["classifier"])
+        self.optimizer.load_state_dict(state_dict["optimizer"])

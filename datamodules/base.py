@@ -1,0 +1,201 @@
+"""The shared SimCLR datamodule: argument checks, transforms, per-device batching and the dataloaders.
+
+Subclasses only say which images to load; everything that must behave the same across datasets
+(the batch contract, drop_last, distributed batch splitting, missing-data errors) lives here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.transforms import (
+    ImageTransform,
+    SimCLRTrainingDataset,
+    Triple,
+    eval_transform,
+    probe_transform,
+    simclr_view_transform,
+)
+
+EvalSplit = Literal["val", "test"]
+
+
+class MissingDatasetError(FileNotFoundError):
+    """Raised instead of torchvision's generic errors so users learn exactly which files to provide."""
+
+
+@contextmanager
+def explain_missing_files(dataset_name: str, root: str, what_to_provide: str) -> Iterator[None]:
+    """Turns torchvision's download/integrity failures into one actionable message.
+
+    URLError is an OSError; torchvision raises RuntimeError for missing or corrupted (md5) files.
+    """
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        raise MissingDatasetError(
+            f"{dataset_name} files are missing or corrupted in '{root}' ({type(err).__name__}: {err}). "
+            f"Put {what_to_provide} into '{root}', or run once with download=True on a machine with "
+            "internet access."
+        ) from err
+
+
+class SimCLRDataModule(pl.LightningDataModule, ABC):
+    """Base for every SimCLR dataset.
+
+    `batch_size` is the GLOBAL batch: SimCLR's negatives come from the whole batch, so the number that
+    matters for the method must not silently change with the number of devices.
+    """
+
+    # Side of every image of a fixed-size dataset; None when the dataset's images vary in size.
+    native_image_size: int | None = None
+
+    def __init__(
+        self,
+        root: str,
+        batch_size: int,
+        num_workers: int = 8,
+        image_size: int | None = None,
+        jitter_strength: float = 1.0,
+        min_crop_scale: float = 0.08,
+        blur: bool | None = None,
+        download: bool = True,
+        pin_memory: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if batch_size < 2:
+            raise ValueError(
+                f"batch_size={batch_size} is too small: SimCLR needs at least 2 images per batch so that "
+                "every image has negatives. Use batch_size >= 2 (the paper uses 256-4096)."
+            )
+        if num_workers < 0:
+            raise ValueError(f"num_workers={num_workers} must be >= 0 (0 loads data in the main process).")
+        if image_size is None and self.native_image_size is None:
+            raise ValueError(f"{type(self).__name__} needs an explicit image_size (its images vary in size).")
+        if image_size is not None and image_size < 1:
+            raise ValueError(f"image_size={image_size} must be a positive number of pixels.")
+        if not 0.0 < min_crop_scale <= 1.0:
+            raise ValueError(f"min_crop_scale={min_crop_scale} must be in (0, 1] (a fraction of the area).")
+        if jitter_strength < 0.0:
+            raise ValueError(f"jitter_strength={jitter_strength} must be >= 0 (0 disables colour jitter).")
+        self.root = root
+        # Not read from hparams: save_hyperparameters() records the subclass's arguments, and
+        # datasets with nothing to download (ImageFolder) do not take this one.
+        self.download = download
+        # A plain attribute (not only in hparams) so Lightning's batch-size finder can change it.
+        self.batch_size = batch_size
+        self._image_size: int = image_size if image_size is not None else self.native_image_size  # type: ignore[assignment]
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+        self.test_dataset: Dataset | None = None
+
+    # ----- what subclasses provide -------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def class_names(self) -> list[str]:
+        """Available right after __init__: LightningCLI links num_classes into the model."""
+
+    @property
+    @abstractmethod
+    def mean(self) -> Triple: ...
+
+    @property
+    @abstractmethod
+    def std(self) -> Triple: ...
+
+    @abstractmethod
+    def _pretrain_images(self) -> Dataset:
+        """(PIL image, label) pairs for pretraining and the online probe; label -1 when unlabeled."""
+
+    @abstractmethod
+    def _eval_images(self, split: EvalSplit, transform: ImageTransform) -> Dataset:
+        """(transformed image, label) pairs of the validation or test split."""
+
+    def _download(self) -> None:
+        """Fetches the data once on rank 0; datasets that cannot be downloaded keep this no-op."""
+
+    # ----- derived properties ------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_size(self) -> int:
+        return self._image_size
+
+    @property
+    def per_device_batch_size(self) -> int:
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world_size != 0:
+            smaller = max(world_size, self.batch_size // world_size * world_size)
+            raise ValueError(
+                f"batch_size={self.batch_size} (the global batch) is not divisible by the world size "
+                f"{world_size} (number of devices x nodes). Use a multiple of {world_size}, e.g. "
+                f"batch_size={smaller} or {smaller + world_size}."
+            )
+        return self.batch_size // world_size
+
+    # ----- Lightning hooks ---------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        if self.download:
+            self._download()
+
+    def setup(self, stage: str | None = None) -> None:
+        evaluation = eval_transform(self.image_size, self.mean, self.std, self.native_image_size)
+        if stage in (None, "fit") and self.train_dataset is None:
+            self.train_dataset = self._build_train_dataset()
+        if stage in (None, "fit", "validate") and self.val_dataset is None:
+            self.val_dataset = self._eval_images("val", evaluation)
+        if stage in (None, "test") and self.test_dataset is None:
+            self.test_dataset = self._eval_images("test", evaluation)
+
+    def _build_train_dataset(self) -> SimCLRTrainingDataset:
+        images = self._pretrain_images()
+        if len(images) < self.batch_size:  # type: ignore[arg-type]
+            raise ValueError(
+                f"The training set in '{self.root}' has {len(images)} images, fewer than "  # type: ignore[arg-type]
+                f"batch_size={self.batch_size}; with drop_last=True no batch would be produced. "
+                "Lower batch_size or add images."
+            )
+        hp = self.hparams
+        views = simclr_view_transform(
+            self.image_size, self.mean, self.std, hp.jitter_strength, hp.min_crop_scale, hp.blur
+        )
+        probe = probe_transform(self.image_size, self.mean, self.std, self.native_image_size)
+        return SimCLRTrainingDataset(images, views, probe)
+
+    def train_dataloader(self) -> DataLoader:
+        # drop_last: a short last batch would have fewer negatives and a differently scaled loss.
+        return self._loader(self._require(self.train_dataset, "fit"), shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._require(self.val_dataset, "validate"), shuffle=False, drop_last=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._require(self.test_dataset, "test"), shuffle=False, drop_last=False)
+
+    def _require(self, dataset: Dataset | None, stage: str) -> Dataset:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup('{stage}') must run before its dataloader.")
+        return dataset
+
+    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.per_device_batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=workers,
+            # Pinned memory only speeds up host-to-GPU copies; torch warns when there is no GPU.
+            pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+        )

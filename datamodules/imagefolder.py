@@ -1,0 +1,151 @@
+"""Any dataset laid out as root/{train,val|test}/<class>/<image>, e.g. ImageNet or a custom one."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from datamodules.base import EvalSplit, SimCLRDataModule
+from datamodules.transforms import ImageTransform, Triple
+
+IMAGENET_MEAN: Triple = (0.485, 0.456, 0.406)
+IMAGENET_STD: Triple = (0.229, 0.224, 0.225)
+EXPECTED_LAYOUT = (
+    "Expected layout: <root>/train/<class_name>/<image files> and <root>/val/<class_name>/... "
+    "(or <root>/test/...), with the same class folders in every split."
+)
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Every mode (L, RGBA, P, CMYK, ...) becomes 3-channel RGB so all images batch together."""
+    with Image.open(path) as image:
+        if image.mode == "P":
+            # Palette images with transparency must go through RGBA, or PIL warns on every load.
+            image = image.convert("RGBA")
+        return image.convert("RGB")
+
+
+def _contains_image(directory: Path) -> bool:
+    """Stops at the first image, so large class folders cost one partial directory listing."""
+    subdirectories = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_file() and entry.name.lower().endswith(IMG_EXTENSIONS):
+                return True
+            if entry.is_dir():
+                subdirectories.append(Path(entry.path))
+    return any(_contains_image(subdirectory) for subdirectory in subdirectories)
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    """Same rule as torchvision's ImageFolder (every sub-directory, sorted), so label indices agree."""
+    classes = sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
+    if not classes:
+        raise FileNotFoundError(f"No class folders found in '{split_dir}'. {EXPECTED_LAYOUT}")
+    empty = [name for name in classes if not _contains_image(split_dir / name)]
+    if empty:
+        raise FileNotFoundError(
+            f"Class folder(s) without images in '{split_dir}': {empty}. Add images "
+            f"(extensions {', '.join(IMG_EXTENSIONS)}) or remove the folder(s) from every split."
+        )
+    return classes
+
+
+@dataclass(frozen=True)
+class FolderLayout:
+    class_names: list[str]
+    train_dir: Path
+    val_dir: Path
+    test_dir: Path
+
+
+def scan_layout(root: Path) -> FolderLayout:
+    """Checks the whole tree up front so a bad layout fails at construction, not hours into training."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"ImageFolder root '{root}' does not exist. {EXPECTED_LAYOUT}")
+    train_dir, val_dir, test_dir = root / "train", root / "val", root / "test"
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"'{train_dir}' does not exist. {EXPECTED_LAYOUT}")
+    if not val_dir.is_dir() and not test_dir.is_dir():
+        raise FileNotFoundError(f"Neither '{val_dir}' nor '{test_dir}' exists. {EXPECTED_LAYOUT}")
+    val_dir = val_dir if val_dir.is_dir() else test_dir
+    test_dir = test_dir if test_dir.is_dir() else val_dir
+    class_names = _class_folders(train_dir)
+    for split_dir in dict.fromkeys([val_dir, test_dir]):
+        split_classes = _class_folders(split_dir)
+        if split_classes != class_names:
+            missing = sorted(set(class_names) - set(split_classes))
+            extra = sorted(set(split_classes) - set(class_names))
+            raise ValueError(
+                f"The class folders of '{split_dir}' differ from those of '{train_dir}' "
+                f"(missing: {missing}, extra: {extra}); labels would not match. Use the same class "
+                "folders in every split."
+            )
+    return FolderLayout(class_names, train_dir, val_dir, test_dir)
+
+
+class ImageFolderDataModule(SimCLRDataModule):
+    """Images of any size and mode; the test split is root/test when it exists, else root/val.
+
+    mean/std default to ImageNet's; pass your dataset's statistics when it looks very different.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        batch_size: int,
+        num_workers: int = 8,
+        image_size: int = 224,
+        jitter_strength: float = 1.0,
+        min_crop_scale: float = 0.08,
+        blur: bool | None = None,
+        pin_memory: bool = True,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> None:
+        # Nothing to download: the images are the user's own.
+        super().__init__(
+            root,
+            batch_size,
+            num_workers,
+            image_size,
+            jitter_strength,
+            min_crop_scale,
+            blur,
+            download=False,
+            pin_memory=pin_memory,
+        )
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean={mean} and std={std} need 3 values (R, G, B); std must be > 0.")
+        self._mean: Triple = (float(mean[0]), float(mean[1]), float(mean[2]))
+        self._std: Triple = (float(std[0]), float(std[1]), float(std[2]))
+
+    @cached_property
+    def layout(self) -> FolderLayout:
+        return scan_layout(Path(self.root))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.layout.class_names)
+
+    @property
+    def mean(self) -> Triple:
+        return self._mean
+
+    @property
+    def std(self) -> Triple:
+        return self._std
+
+    def _pretrain_images(self) -> Dataset:
+        return ImageFolder(str(self.layout.train_dir), loader=load_rgb)
+
+    def _eval_images(self, split: EvalSplit, transform: ImageTransform) -> Dataset:
+        split_dir = self.layout.val_dir if split == "val" else self.layout.test_dir
+        return ImageFolder(str(split_dir), transform=transform, loader=load_rgb)

@@ -1,0 +1,128 @@
+"""Image transforms for SimCLR pretraining, the online linear probe and evaluation.
+
+Every pipeline converts to a uint8 tensor first so the geometric and colour ops run on tensors (faster
+than PIL and identical across backends) and only the final step produces the normalised float tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+# Resizing to size / 0.875 before the centre crop is the standard ImageNet evaluation protocol.
+EVAL_CENTER_CROP_FRACTION = 0.875
+# Above this size images are "large" and the probe uses RandomResizedCrop instead of CIFAR-style padding.
+SMALL_IMAGE_MAX_SIZE = 64
+# SimCLR only blurs at resolutions where blur does not erase the little detail there is (paper, App. B.9).
+BLUR_MIN_IMAGE_SIZE = 96
+
+Triple = tuple[float, float, float]
+ImageTransform = Callable[[Any], torch.Tensor]
+
+
+def _to_normalised_float(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
+    return [
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(mean), std=list(std)),
+        v2.ToPureTensor(),
+    ]
+
+
+def blur_kernel_size(image_size: int) -> int:
+    """About 10% of the image side as in the paper; Gaussian kernels must be odd."""
+    kernel_size = max(3, int(0.1 * image_size))
+    return kernel_size if kernel_size % 2 == 1 else kernel_size + 1
+
+
+def simclr_view_transform(
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    jitter_strength: float = 1.0,
+    min_crop_scale: float = 0.08,
+    blur: bool | None = None,
+) -> v2.Compose:
+    """The SimCLR augmentation (Chen et al. 2020, App. A): crop + flip + colour distortion (+ blur)."""
+    use_blur = image_size >= BLUR_MIN_IMAGE_SIZE if blur is None else blur
+    s = jitter_strength
+    steps: list[v2.Transform] = [
+        v2.ToImage(),
+        v2.RandomResizedCrop(image_size, scale=(min_crop_scale, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(p=0.5),
+        v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
+        v2.RandomGrayscale(p=0.2),
+    ]
+    if use_blur:
+        steps.append(v2.RandomApply([v2.GaussianBlur(blur_kernel_size(image_size), sigma=(0.1, 2.0))], p=0.5))
+    return v2.Compose(steps + _to_normalised_float(mean, std))
+
+
+def _fit_to_square(image_size: int, native_size: int | None) -> list[v2.Transform]:
+    """Brings any input to image_size x image_size without distortion; nothing when it already is."""
+    if native_size == image_size:
+        return []
+    return [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+
+
+def probe_transform(
+    image_size: int, mean: Sequence[float], std: Sequence[float], native_size: int | None
+) -> v2.Compose:
+    """Weak augmentation for the online linear probe, so it sees roughly the evaluation distribution.
+
+    `native_size` is the side of every (square) image of a fixed-size dataset, or None when sizes vary.
+    """
+    if image_size <= SMALL_IMAGE_MAX_SIZE:
+        crop: list[v2.Transform] = [
+            *_fit_to_square(image_size, native_size),
+            v2.RandomCrop(image_size, padding=image_size // 8),
+        ]
+    else:
+        crop = [v2.RandomResizedCrop(image_size, antialias=True)]
+    return v2.Compose([v2.ToImage(), *crop, v2.RandomHorizontalFlip(p=0.5), *_to_normalised_float(mean, std)])
+
+
+def eval_transform(
+    image_size: int, mean: Sequence[float], std: Sequence[float], native_size: int | None
+) -> v2.Compose:
+    """Deterministic evaluation view.
+
+    Fixed-size datasets (`native_size` given) keep every pixel and are only resized when image_size
+    differs; image folders of arbitrary sizes (`native_size=None`) use Resize(size/0.875) + CenterCrop.
+    """
+    if native_size is None:
+        geometry: list[v2.Transform] = [
+            v2.Resize(round(image_size / EVAL_CENTER_CROP_FRACTION), antialias=True),
+            v2.CenterCrop(image_size),
+        ]
+    elif native_size != image_size:
+        geometry = [v2.Resize((image_size, image_size), antialias=True)]
+    else:
+        geometry = []
+    return v2.Compose([v2.ToImage(), *geometry, *_to_normalised_float(mean, std)])
+
+
+class SimCLRTrainingDataset(Dataset):
+    """Turns a (PIL image, label) dataset into the training-batch contract of the SimCLR module."""
+
+    def __init__(self, images: Dataset, view_transform: ImageTransform, probe_view_transform: ImageTransform):
+        self.images = images
+        self.view_transform = view_transform
+        self.probe_view_transform = probe_view_transform
+
+    def __len__(self) -> int:
+        return len(self.images)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        image, label = self.images[index]
+        # Decode once; the ToImage step at the start of each pipeline passes tensors through untouched.
+        image = v2.functional.to_image(image)
+        return {
+            "view1": self.view_transform(image),
+            "view2": self.view_transform(image),
+            "probe_view": self.probe_view_transform(image),
+            "label": int(label),
+        }

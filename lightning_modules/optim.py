@@ -1,0 +1,129 @@
+"""Optimisers and the learning-rate schedule of SimCLR.
+
+The learning-rate rule lives here and nowhere else:
+
+    peak learning rate = base_lr * (images per optimiser step over all devices) / 256
+
+as in the SimCLR paper (LARS, base_lr 0.3 for ImageNet at batch 4096 -> 4.8). The schedule is a
+linear warm-up to that peak followed by a cosine decay to zero, evaluated per optimiser step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Literal
+
+import torch
+from torch import nn
+
+OptimizerName = Literal["lars", "sgd", "adamw"]
+
+REFERENCE_BATCH_SIZE = 256
+
+
+def scaled_learning_rate(base_lr: float, images_per_step: int) -> float:
+    """The paper's linear scaling rule: base_lr is the rate for a batch of 256 images."""
+    return base_lr * images_per_step / REFERENCE_BATCH_SIZE
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Multiplier of the peak learning rate at optimiser step `step` (0-based).
+
+    Rises linearly from 1/warmup_steps to 1 over the warm-up, then follows half a cosine to 0 at
+    `total_steps`; it stays at 0 past the end rather than rising again.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and a layer-wise trust ratio (You et al., 2017), as SimCLR trains with.
+
+    Each parameter's update is scaled by trust_coefficient * ||w|| / ||grad + weight_decay * w||, so
+    every layer moves by a similar fraction of its norm, which is what keeps batch 4096 stable.
+    Parameter groups with `lars_exclude=True` (biases and normalisation weights) get neither weight
+    decay nor the trust ratio: scaling a bias or a batch-norm gain by its own tiny norm stalls it.
+    """
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-6,
+        trust_coefficient: float = 0.001,
+    ) -> None:
+        if lr <= 0:
+            raise ValueError(f"LARS learning rate must be > 0, got {lr}.")
+        defaults = dict(
+            lr=lr, momentum=momentum, weight_decay=weight_decay, trust_coefficient=trust_coefficient,
+            lars_exclude=False,
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                update = param.grad
+                if not group["lars_exclude"]:
+                    update = update.add(param, alpha=group["weight_decay"])
+                    param_norm = torch.linalg.vector_norm(param)
+                    update_norm = torch.linalg.vector_norm(update)
+                    trust_ratio = torch.where(
+                        (param_norm > 0) & (update_norm > 0),
+                        group["trust_coefficient"] * param_norm / update_norm,
+                        torch.ones_like(param_norm),
+                    )
+                    update = update.mul(trust_ratio)
+                state = self.state[param]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.clone(update).detach()
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(update)
+                param.add_(state["momentum_buffer"], alpha=-group["lr"])
+        return loss
+
+
+def is_excluded_from_decay(name: str, param: nn.Parameter) -> bool:
+    """Biases and normalisation parameters (all 1-d tensors) are exempt from decay and the trust ratio."""
+    return param.ndim <= 1 or name.endswith(".bias")
+
+
+def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    """Split parameters into a decayed group and an exempt group (see is_excluded_from_decay)."""
+    decayed, exempt = [], []
+    for name, param in module.named_parameters():
+        if param.requires_grad:
+            (exempt if is_excluded_from_decay(name, param) else decayed).append(param)
+    return [
+        {"params": decayed, "weight_decay": weight_decay, "lars_exclude": False},
+        {"params": exempt, "weight_decay": 0.0, "lars_exclude": True},
+    ]
+
+
+def build_optimizer(
+    name: OptimizerName, module: nn.Module, lr: float, weight_decay: float, momentum: float
+) -> torch.optim.Optimizer:
+    """The same decay exemptions apply to every optimiser; only LARS reads `lars_exclude`."""
+    groups = parameter_groups(module, weight_decay)
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    # Only LARS understands the flag; keep it out of the other optimisers' saved state.
+    for group in groups:
+        group.pop("lars_exclude")
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"Unknown optimizer '{name}' (--model.optimizer); choose lars, sgd or adamw.")

@@ -1,0 +1,156 @@
+"""The SimCLR LightningModule: encoder f, projection head g, NT-Xent over every device's negatives."""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightning_modules.backbones import build_backbone
+from lightning_modules.losses import nt_xent_logits
+from lightning_modules.optim import OptimizerName, build_optimizer, scaled_learning_rate, warmup_cosine
+
+
+class ProjectionHead(nn.Sequential):
+    """The MLP g(.) that maps representations to the space where the contrastive loss is applied.
+
+    The paper's default is 2 layers (Linear-BN-ReLU-Linear) with a 128-d output; the loss is computed
+    on g(h) while h, before the head, is what transfers to downstream tasks.
+    """
+
+    def __init__(
+        self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int, batch_norm: bool
+    ) -> None:
+        if num_layers < 1:
+            raise ValueError(f"projection_layers must be >= 1, got {num_layers}.")
+        layers: list[nn.Module] = []
+        width = input_dim
+        for _ in range(num_layers - 1):
+            layers.append(nn.Linear(width, hidden_dim, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(hidden_dim))
+            layers.append(nn.ReLU(inplace=True))
+            width = hidden_dim
+        layers.append(nn.Linear(width, output_dim))
+        super().__init__(*layers)
+
+
+class SimCLR(pl.LightningModule):
+    """SimCLR pretraining (Chen et al., 2020).
+
+    Args:
+        backbone: torchvision classification model name (resnet18, resnet50, ...) or tiny_resnet.
+        image_size: side of the training views; linked from the datamodule by train.py. Picks the stem.
+        cifar_stem: None chooses from image_size (3x3 stride-1 stem for <= 64 px); True/False forces it.
+        projection_hidden_dim: None uses the representation width, as the paper does.
+        projection_dim: output width of the head (paper: 128).
+        projection_layers: linear layers in the head (paper: 2).
+        projection_batchnorm: batch-norm after each hidden layer of the head.
+        temperature: NT-Xent temperature tau (paper: 0.1 for ImageNet at batch 4096, 0.5 for CIFAR).
+        optimizer: lars (paper), sgd or adamw.
+        base_lr: learning rate for 256 images per step; see lightning_modules/optim.py for the rule.
+        weight_decay: applied to weights, not to biases and normalisation parameters.
+        momentum: for LARS and SGD.
+        warmup_epochs: linear warm-up length before the cosine decay (may be fractional).
+        batch_size: global batch (all devices), linked from the datamodule; sets the learning rate.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        image_size: int = 224,
+        cifar_stem: bool | None = None,
+        projection_hidden_dim: int | None = None,
+        projection_dim: int = 128,
+        projection_layers: int = 2,
+        projection_batchnorm: bool = True,
+        temperature: float = 0.1,
+        optimizer: OptimizerName = "lars",
+        base_lr: float = 0.3,
+        weight_decay: float = 1e-6,
+        momentum: float = 0.9,
+        warmup_epochs: float = 10.0,
+        batch_size: int = 256,
+    ) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"--model.temperature must be > 0, got {temperature}; SimCLR uses 0.1-0.5.")
+        if base_lr <= 0:
+            raise ValueError(f"--model.base_lr must be > 0, got {base_lr}.")
+        self.save_hyperparameters()
+        self.encoder, self.feature_dim = build_backbone(backbone, image_size, cifar_stem)
+        self.projection_head = ProjectionHead(
+            input_dim=self.feature_dim,
+            hidden_dim=projection_hidden_dim or self.feature_dim,
+            output_dim=projection_dim,
+            num_layers=projection_layers,
+            batch_norm=projection_batchnorm,
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Representations h = f(x), [B, feature_dim]: what downstream tasks and the probe use."""
+        return self.encoder(images)
+
+    def contrastive_logits(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, Tensor]:
+        """NT-Xent logits of this device's anchors against the projections of every device.
+
+        Both views go through the network as one batch of 2N (one pass, batch-norm over both views).
+        The gather keeps gradients, so each device's loss also trains the other devices' projections
+        as negatives; with one device the gather is the identity and the code path is the same.
+        """
+        projections = self.projection_head(self.encoder(torch.cat([view1, view2])))
+        n, dim = view1.shape[0], projections.shape[1]
+        gathered = self._gather_with_gradients(projections).reshape(-1, 2, n, dim)
+        z1, z2 = projections.chunk(2)
+        return nt_xent_logits(
+            z1, z2, self.hparams.temperature,
+            gathered_z1=gathered[:, 0].reshape(-1, dim),
+            gathered_z2=gathered[:, 1].reshape(-1, dim),
+            rank=self.global_rank,
+        )
+
+    def _gather_with_gradients(self, tensor: Tensor) -> Tensor:
+        """Every device's rows in rank order; used outside a Trainer (a notebook) there is only this one."""
+        if self._trainer is None:
+            return tensor
+        return self.all_gather(tensor, sync_grads=True)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        logits, targets = self.contrastive_logits(batch["view1"], batch["view2"])
+        loss = F.cross_entropy(logits, targets)
+        # How often the positive is the most similar of the 2N-1 candidates: a cheap health signal that
+        # climbs quickly when learning works and sits near 1/(2N) when it does not.
+        positive_accuracy = (logits.argmax(dim=1) == targets).float().mean()
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/positive_accuracy", positive_accuracy)
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], prog_bar=True, logger=False)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """Features for the evaluation callbacks (probe, kNN), computed once for all of them."""
+        images, labels = batch
+        return {"features": self(images).detach(), "labels": labels}
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self.validation_step(batch, batch_idx)
+
+    def configure_optimizers(self):
+        trainer = self.trainer
+        images_per_step = self.hparams.batch_size * trainer.accumulate_grad_batches
+        peak_lr = scaled_learning_rate(self.hparams.base_lr, images_per_step)
+        optimizer = build_optimizer(
+            self.hparams.optimizer, self, peak_lr, self.hparams.weight_decay, self.hparams.momentum
+        )
+        total_steps = int(trainer.estimated_stepping_batches)
+        # estimated_stepping_batches skips loading the data when max_steps bounds the run; the epoch
+        # length is still needed to express the warm-up in epochs.
+        trainer.fit_loop.setup_data()
+        steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+        warmup_steps = min(total_steps, round(self.hparams.warmup_epochs * steps_per_epoch))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
