@@ -7,6 +7,7 @@ import math
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from lightning_modules.backbones import build_backbone
@@ -150,6 +151,14 @@ class SimCLR(pl.LightningModule):
         trainer.fit_loop.setup_data()
         steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
         warmup_steps = min(total_steps, round(self.hparams.warmup_epochs * steps_per_epoch))
+        accumulation = trainer.accumulate_grad_batches
+        rank_zero_info(
+            f"SimCLR: global batch {self.hparams.batch_size} = {trainer.world_size} device(s) x "
+            f"{self.hparams.batch_size // trainer.world_size} images"
+            f"{f', {accumulation} batches accumulated per step' if accumulation > 1 else ''}; "
+            f"peak learning rate {peak_lr:.4g} = base_lr {self.hparams.base_lr} x {images_per_step} / 256; "
+            f"{warmup_steps} warm-up steps of {total_steps}."
+        )
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps)
         )
