@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from jsonargparse import Namespace, lazy_instance
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from callbacks import OnlineLinearProbe
@@ -113,13 +113,11 @@ class SimCLRCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
-        parser.set_defaults({"lr_monitor.logging_interval": "step"})
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
-        resuming = config.get("ckpt_path") is not None
+        resuming = self.subcommand == "fit" and config.get("ckpt_path") is not None
         run_dir = str(resolve_run_dir(self.subcommand, trainer.default_root_dir, resuming))
         trainer.default_root_dir = run_dir
         if resuming:
@@ -138,10 +136,14 @@ class SimCLRCLI(LightningCLI):
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
     """Entry point of train.py; tests call it in-process with an argument list."""
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        # Only workers that Lightning launched for this run may inherit its folder; a second run
+        # started from the same Python process (a notebook, a test) gets a folder of its own.
+        os.environ.pop(RUN_DIR_ENV, None)
     choose_wandb_mode()
     # TF32 matmuls on Ampere+ GPUs: a large speed-up at a precision SimCLR does not notice.
     torch.set_float32_matmul_precision("high")
-    return SimCLRCLI(
+    simclr_cli = SimCLRCLI(
         SimCLR,
         SimCLRDataModule,
         subclass_mode_data=True,
@@ -156,3 +158,18 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
         args=args,
         run=run,
     )
+    if run:
+        finish_wandb_run()
+    return simclr_cli
+
+
+def finish_wandb_run() -> None:
+    """Close the W&B run a subcommand opened, so the next one in this process starts its own.
+
+    WandbLogger leaves its run open after fit (for a test that might follow in the same script); a
+    CLI invocation is one run, and a later invocation would otherwise log into it.
+    """
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
