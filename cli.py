@@ -15,6 +15,7 @@ import torch
 from jsonargparse import Namespace, lazy_instance
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
 from callbacks import OnlineLinearProbe
 from datamodules import SimCLRDataModule
@@ -48,13 +49,27 @@ def choose_wandb_mode() -> None:
 
 
 def _launcher_job_id() -> str | None:
-    """An id shared by every process of a job started by SLURM or torchrun, which launch ranks separately."""
-    slurm = os.environ.get("SLURM_JOB_ID")
-    if slurm:
-        return f"slurm-{slurm}"
-    torchrun = os.environ.get("TORCHELASTIC_RUN_ID")
-    if torchrun and torchrun != "none":
-        return f"torchrun-{torchrun}"
+    """An id shared by every rank of a job whose ranks srun or torchrun start separately, else None.
+
+    Such ranks parse the command line on their own and inherit nothing from each other, so the run
+    folder must be named after what they share. These checks mirror Lightning's own, so a plain
+    `python train.py` (also inside an interactive SLURM allocation) stays rank 0 launching the others.
+    """
+    if SLURMEnvironment.detect():
+        step = os.environ.get("SLURM_STEP_ID")
+        job = f"slurm-{os.environ['SLURM_JOB_ID']}"
+        # The step keeps two srun steps of one batch script (e.g. two fits) in separate folders.
+        return job if step is None else f"{job}.{step}"
+    if TorchElasticEnvironment.detect():
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+        if run_id != "none":
+            return f"torchrun-{run_id}"
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError(
+                "torchrun started this process without a run id, so its ranks cannot agree on a run "
+                "folder. Pass --rdzv-id=<a name unique to this run> (or --standalone on one machine) to "
+                "torchrun, or name the folder with --trainer.default_root_dir."
+            )
     return None
 
 
@@ -69,28 +84,33 @@ def _fresh_folder(parent: Path, name: str) -> Path:
 def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
     """The folder this run writes into, the same one for every rank of a job.
 
-    fit: `given` (a run folder) or a fresh runs/<timestamp>; a folder that already holds a run is
-    only reused to resume it. validate/test: a fresh sub-folder of `given` (typically the run being
-    evaluated, when its saved config.yaml is passed back) or of runs/, so evaluations never
-    overwrite the run they evaluate.
+    fit: `given` (a run folder) or a fresh runs/<timestamp> (runs/<job id> under srun or torchrun);
+    a folder that already holds a run is only reused to resume it. validate/test: a fresh sub-folder
+    of `given` (typically the run being evaluated, when its saved config.yaml is passed back) or of
+    runs/, so evaluations never overwrite the run they evaluate.
     """
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited:
         return Path(inherited)
-    stamp = _launcher_job_id() or time.strftime("%Y%m%d-%H%M%S")
-    if subcommand == "fit":
-        if given is None:
-            run_dir = _fresh_folder(Path(RUNS_ROOT), stamp)
-        else:
-            run_dir = Path(given)
-            if (run_dir / CONFIG_FILENAME).exists() and not resuming:
-                raise FileExistsError(
-                    f"'{run_dir}' already holds a run ({CONFIG_FILENAME} is there). To continue it pass "
-                    f"--ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}; to start a new one choose another "
-                    "--trainer.default_root_dir or leave it unset for a fresh runs/<timestamp>."
-                )
+    if subcommand == "fit" and given is not None:
+        run_dir = Path(given)
     else:
-        run_dir = _fresh_folder(Path(given or RUNS_ROOT), f"{subcommand}-{stamp}")
+        job_id = _launcher_job_id()
+        stamp = job_id or time.strftime("%Y%m%d-%H%M%S")
+        if subcommand == "fit":
+            parent, name = Path(RUNS_ROOT), stamp
+        else:
+            parent, name = Path(given or RUNS_ROOT), f"{subcommand}-{stamp}"
+        # Every rank of a launcher's job must name the same folder, which another rank may already have
+        # created: no suffix. Rank 0 writes config.yaml only once all ranks have joined the process
+        # group, so the check below still sees a previous run's, never this one's.
+        run_dir = parent / name if job_id else _fresh_folder(parent, name)
+    if subcommand == "fit" and (run_dir / CONFIG_FILENAME).exists() and not resuming:
+        raise FileExistsError(
+            f"'{run_dir}' already holds a run ({CONFIG_FILENAME} is there). To continue it pass "
+            f"--ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}; to start a new one choose another "
+            "--trainer.default_root_dir."
+        )
     os.environ[RUN_DIR_ENV] = str(run_dir)
     return run_dir
 
