@@ -1,12 +1,14 @@
 """Two processes through Lightning's own DDP strategy (gloo, CPU) must train exactly like one.
 
-Each test fits once on 2 processes x N images and once on 1 process x the same 2N images and compares
+The tests share one fit on 2 processes x N images and one on 1 process x the same 2N images, and compare
 what every rank recorded. This catches the classic SimCLR-under-DDP bugs: no gather (fewer negatives,
 another loss), a gather without gradients (other encoder gradients), positives at the wrong index on
 rank 1 (another loss), and an online probe that diverges across ranks or scores one rank's half only.
 
 `ddp_spawn` rather than `ddp`: inside pytest, `ddp` would re-launch pytest itself in the workers. The
-spawned workers receive the model pickled, test-only encoder included.
+spawned workers receive the model pickled, test-only encoder included. The model has no batch-norm,
+whose per-device statistics differ from one device's by design; the batch-norm case needs
+`sync_batchnorm=True`, which PyTorch's SyncBatchNorm supports on GPUs only, so it is not tested here.
 """
 
 from __future__ import annotations

@@ -41,8 +41,10 @@ def write_image_folder(root: Path) -> None:
 
 def train(workdir: Path, *arguments: str) -> str:
     """Runs train.py in `workdir` (where runs/ appears) and returns its stdout and stderr."""
-    environment = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    environment.pop("SIMCLR_RUN_DIR", None)
+    # Nothing inherited from a launcher around pytest (srun, torchrun): Lightning must launch rank 1 itself.
+    inherited = ("SIMCLR_RUN_DIR", "SLURM_", "TORCHELASTIC_", "LOCAL_RANK", "WORLD_SIZE", "MASTER_")
+    environment = {name: value for name, value in os.environ.items() if not name.startswith(inherited)}
+    environment.update(WANDB_MODE="offline", WANDB_SILENT="true")
     result = subprocess.run(
         [sys.executable, str(REPO / "train.py"), "fit", *arguments],
         cwd=workdir, env=environment, capture_output=True, text=True, timeout=TIMEOUT_S,
