@@ -140,6 +140,10 @@ class SimCLRCLI(LightningCLI):
         resuming = self.subcommand == "fit" and config.get("ckpt_path") is not None
         run_dir = str(resolve_run_dir(self.subcommand, trainer.default_root_dir, resuming))
         trainer.default_root_dir = run_dir
+        if trainer.enable_progress_bar is False:
+            # The default Rich bar would make Lightning reject `--trainer.enable_progress_bar false`.
+            defaults = self.trainer_defaults.get("callbacks", [])
+            self.trainer_defaults["callbacks"] = [c for c in defaults if not isinstance(c, RichProgressBar)]
         if resuming:
             # Keep the config the run started with; the resumed invocation's goes beside it.
             stamp = time.strftime("%Y%m%d-%H%M%S")

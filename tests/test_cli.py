@@ -88,3 +88,9 @@ def test_an_explicit_wandb_mode_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "disabled")
     cli.choose_wandb_mode()
     assert os.environ["WANDB_MODE"] == "disabled"
+
+
+def test_progress_bar_can_be_switched_off(tiny_image_folder: Path) -> None:
+    arguments = [*SMOKE, "--data.root", str(tiny_image_folder), "--trainer.logger", "false"]
+    fit = cli_main(["fit", *arguments, "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false"])
+    assert fit.trainer.progress_bar_callback is None
