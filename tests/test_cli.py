@@ -92,5 +92,6 @@ def test_an_explicit_wandb_mode_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_progress_bar_can_be_switched_off(tiny_image_folder: Path) -> None:
     arguments = [*SMOKE, "--data.root", str(tiny_image_folder), "--trainer.logger", "false"]
-    fit = cli_main(["fit", *arguments, "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false"])
+    arguments += ["--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false"]
+    fit = cli_main(["fit", *arguments])
     assert fit.trainer.progress_bar_callback is None
