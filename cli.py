@@ -109,7 +109,8 @@ def resolve_wandb_run_id(resuming: bool, configured: str | None) -> str:
     inherited = os.environ.get(WANDB_ID_ENV)
     if inherited:
         return inherited
-    run_id = configured if resuming and configured else secrets.token_hex(4)
+    # Starts with a letter: an id such as 1e234567 would be read back from config.yaml as a number.
+    run_id = configured if resuming and configured else "r" + secrets.token_hex(4)
     os.environ[WANDB_ID_ENV] = run_id
     return run_id
 

@@ -46,13 +46,16 @@ def smoke_args(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-def train_subprocess(args: list[str], env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
-    """train.py in its own process group, so a kill also reaches W&B's helper process."""
-    environment = {**os.environ, "WANDB_MODE": "disabled", "SIMCLR_RUN_DIR": "", **(env or {})}
-    environment.pop("SIMCLR_RUN_DIR")
-    environment.pop("SIMCLR_WANDB_RUN_ID", None)
-    return subprocess.Popen(
-        [sys.executable, str(REPOSITORY / "train.py"), *args],
-        cwd=REPOSITORY, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True, **popen,
-    )
+def train_subprocess(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """train.py in its own process group (so a kill also reaches W&B's helper), output into `log`.
+
+    One CPU thread: tiny models gain nothing from more, and a busy shared CPU makes them far slower.
+    """
+    environment = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", **(env or {})}
+    for inherited in ("SIMCLR_RUN_DIR", "SIMCLR_WANDB_RUN_ID"):
+        environment.pop(inherited, None)
+    with log.open("w") as output:
+        return subprocess.Popen(
+            [sys.executable, str(REPOSITORY / "train.py"), *args],
+            cwd=REPOSITORY, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )

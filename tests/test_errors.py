@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,17 @@ from tests.run_helpers import smoke_args, write_image_folder
 
 
 @pytest.fixture(autouse=True)
-def fresh_process_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def fresh_process_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """cli_main records the run folder and W&B id in the environment for DDP workers; start clean."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.delenv("SIMCLR_RUN_DIR", raising=False)
     monkeypatch.delenv("SIMCLR_WANDB_RUN_ID", raising=False)
     monkeypatch.delenv(DEBUG_ENV, raising=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, and far faster on a busy CPU
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
