@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import yaml
 from jsonargparse import Namespace, lazy_instance
 from pytorch_lightning import Callback, Trainer
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -100,6 +101,32 @@ def resolve_last_checkpoint(run_dir: str | None, checkpoint_dir: str | None) -> 
         )
 
 
+def requeued_run_dir(given: str | None) -> Path | None:
+    """The folder of this SLURM job's earlier incarnation, when SLURM requeued the job (after pre-emption).
+
+    The requeued job runs the same command; it must continue its run rather than start a new folder.
+    """
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) < 1:
+        return None
+    folder = Path(given) if given else Path(RUNS_ROOT) / f"slurm-{job}"
+    return folder if (folder / CONFIG_FILENAME).exists() else None
+
+
+def newest_checkpoint(run_dir: Path, checkpoint_dir: str | None) -> str | None:
+    """Lightning's SLURM checkpoint (hpc_ckpt_N.ckpt, saved on the requeue signal) or last.ckpt, the newer."""
+    folder = Path(checkpoint_dir) if checkpoint_dir else run_dir / "checkpoints"
+    candidates = [*run_dir.glob("hpc_ckpt_*.ckpt"), *folder.glob("last*.ckpt")]
+    return str(max(candidates, key=lambda path: path.stat().st_mtime)) if candidates else None
+
+
+def saved_wandb_id(run_dir: Path) -> str | None:
+    """The W&B run id in a run's config.yaml (a requeued job is launched with the original config)."""
+    saved = yaml.safe_load((run_dir / CONFIG_FILENAME).read_text()) or {}
+    logger = (saved.get("trainer") or {}).get("logger")
+    return logger.get("init_args", {}).get("id") if isinstance(logger, dict) else None
+
+
 def resolve_wandb_run_id(resuming: bool, configured: str | None) -> str:
     """The same W&B run for a resumed run (its id is in the saved config.yaml), a new one otherwise.
 
@@ -180,7 +207,11 @@ class SimCLRCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
-        resuming = config.get("ckpt_path") is not None
+        requeued = requeued_run_dir(trainer.default_root_dir) if self.subcommand == "fit" else None
+        if requeued is not None and config.get("ckpt_path") is None and not os.environ.get(RUN_DIR_ENV):
+            trainer.default_root_dir = str(requeued)
+            config.ckpt_path = newest_checkpoint(requeued, config.checkpoint.dirpath)
+        resuming = config.get("ckpt_path") is not None or requeued is not None
         if self.subcommand == "fit" and config.get("ckpt_path") == "last" and not os.environ.get(RUN_DIR_ENV):
             resolve_last_checkpoint(trainer.default_root_dir, config.checkpoint.dirpath)
         check_devices_exist(trainer.accelerator, trainer.devices)
@@ -197,7 +228,8 @@ class SimCLRCLI(LightningCLI):
             logger.init_args.save_dir = run_dir
             Path(run_dir).mkdir(parents=True, exist_ok=True)
             if self.subcommand == "fit":
-                logger.init_args.id = resolve_wandb_run_id(resuming, logger.init_args.get("id"))
+                configured_id = saved_wandb_id(requeued) if requeued else logger.init_args.get("id")
+                logger.init_args.id = resolve_wandb_run_id(resuming, configured_id)
                 logger.init_args.resume = "allow"
             else:
                 # An evaluation is its own W&B run, even when it reads the trained run's config.yaml.
@@ -224,6 +256,9 @@ class SimCLRCLI(LightningCLI):
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             plugins.append(AtomicCheckpointIO())
         config["plugins"] = plugins
+        if config.get("logger") is False:
+            # `--trainer.logger false` must work: the learning-rate monitor refuses to run without a logger.
+            callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
         return super()._instantiate_trainer(config, [*callbacks, *safety])
 
     def _parse_ckpt_path(self) -> None:

@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from lightning_modules.simclr import SimCLR
+from reliability.code_version import code_version
 from tests.run_helpers import smoke_args, train_subprocess, write_image_folder
 
 STEPS_PER_EPOCH, EPOCHS = 4, 2
@@ -68,3 +69,7 @@ def test_sigkill_mid_epoch_then_resume_finishes_the_run(tmp_path: Path) -> None:
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, model.feature_dim)
     assert list((run / "checkpoints").glob(".*.tmp")) == []  # no half-written checkpoint left behind
     assert wandb_run_ids(run) == [wandb_id, wandb_id]
+    # Both processes sent the full config and the code version to the run.
+    commit = code_version()["git_commit"]
+    for events in (run / "wandb").glob("offline-run-*/run-*.wandb"):
+        assert f'"git_commit":"{commit}"'.encode() in events.read_bytes()
