@@ -33,7 +33,7 @@ class ViewsPerSecond(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._batch_ends.append(time.perf_counter())
-        if len(self._batch_ends) < 2:
+        if len(self._batch_ends) < 2 or not isinstance(batch, dict) or "view1" not in batch:
             return
         images = batch["view1"].shape[0] * trainer.world_size
         seconds = (self._batch_ends[-1] - self._batch_ends[0]) / (len(self._batch_ends) - 1)
