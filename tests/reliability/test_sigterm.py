@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from pathlib import Path
@@ -26,7 +27,8 @@ class SendSigterm(pl.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, monkeypatch) -> None:
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, monkeypatch, caplog) -> None:
+    caplog.set_level(logging.INFO)
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.delenv("SIMCLR_RUN_DIR", raising=False)
     monkeypatch.delenv("SIMCLR_WANDB_RUN_ID", raising=False)
@@ -41,6 +43,12 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, monkeypatc
     # Lightning finishes the step it was in, then stops at the step boundary.
     assert saved["global_step"] == SIGNALLED_AT + 1
     assert saved["optimizer_states"] and saved["lr_schedulers"]
+    # The run began with one summary block of model, data, devices, batch and outputs.
+    summary = [record.getMessage() for record in caplog.records if "Run summary" in record.getMessage()]
+    assert len(summary) == 1
+    assert "backbone tiny_resnet" in summary[0] and "16 training images, 2 classes, 16 px" in summary[0]
+    assert "world size 1" in summary[0] and "global 4 = 1 x 4" in summary[0]
+    assert f"checkpoints in {run / 'checkpoints'}" in summary[0]
     # Where the data order resumes: epoch 1 (the second), after its first 2 batches.
     assert saved["ImageFolderDataModule"] == {"epoch": 1, "batches_done": 2}
 
