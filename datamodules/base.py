@@ -202,11 +202,12 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         # Validation at the end of an epoch also saves checkpoints, hence the test on fit, not training.
         if trainer is None or trainer.state.fn != "fit":
             return {}
-        epoch = trainer.current_epoch
+        # Not trainer.current_epoch: it already counts an epoch whose end hooks are still saving.
+        epochs_started = trainer.fit_loop.epoch_progress.current.started
         batches_done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if batches_done >= trainer.num_training_batches:
-            epoch, batches_done = epoch + 1, 0
-        return {"epoch": epoch, "batches_done": batches_done}
+            return {"epoch": epochs_started, "batches_done": 0}
+        return {"epoch": epochs_started - 1, "batches_done": batches_done}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict:

@@ -113,6 +113,9 @@ def test_resumed_run_continues_the_uninterrupted_one(tmp_path: Path) -> None:
     resumed = Record()
     trainer = fit(tmp_path / "b", resumed, ckpt_path="last")
     assert trainer.global_step == STEPS_PER_EPOCH * EPOCHS
+    # A run continued from the final checkpoint (more epochs) would start with the next epoch's order.
+    final = torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)["FixedViewsDataModule"]
+    assert final == {"epoch": EPOCHS, "batches_done": 0}
     assert sorted(resumed.steps) == list(range(INTERRUPTED_AFTER + 1, STEPS_PER_EPOCH * EPOCHS + 1))
     for step, after_resume in resumed.steps.items():
         expected = uninterrupted.steps[step]
