@@ -17,8 +17,9 @@ import torch
 import yaml
 from jsonargparse import Namespace, lazy_instance
 from pytorch_lightning import Callback, Trainer
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from pytorch_lightning.plugins.io import CheckpointIO
 
 from callbacks import OnlineLinearProbe
@@ -68,13 +69,27 @@ def choose_wandb_mode() -> None:
 
 
 def _launcher_job_id() -> str | None:
-    """An id shared by every process of a job started by SLURM or torchrun, which launch ranks separately."""
-    slurm = os.environ.get("SLURM_JOB_ID")
-    if slurm:
-        return f"slurm-{slurm}"
-    torchrun = os.environ.get("TORCHELASTIC_RUN_ID")
-    if torchrun and torchrun != "none":
-        return f"torchrun-{torchrun}"
+    """An id shared by every rank of a job whose ranks srun or torchrun start separately, else None.
+
+    Such ranks parse the command line on their own and inherit nothing from each other, so the run
+    folder must be named after what they share. These checks mirror Lightning's own, so a plain
+    `python train.py` (also inside an interactive SLURM allocation) stays rank 0 launching the others.
+    """
+    if SLURMEnvironment.detect():
+        step = os.environ.get("SLURM_STEP_ID")
+        job = f"slurm-{os.environ['SLURM_JOB_ID']}"
+        # The step keeps two srun steps of one batch script (e.g. two fits) in separate folders.
+        return job if step is None else f"{job}.{step}"
+    if TorchElasticEnvironment.detect():
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+        if run_id != "none":
+            return f"torchrun-{run_id}"
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError(
+                "torchrun started this process without a run id, so its ranks cannot agree on a run "
+                "folder. Pass --rdzv-id=<a name unique to this run> (or --standalone on one machine) to "
+                "torchrun, or name the folder with --trainer.default_root_dir."
+            )
     return None
 
 
@@ -106,10 +121,12 @@ def requeued_run_dir(given: str | None) -> Path | None:
 
     The requeued job runs the same command; it must continue its run rather than start a new folder.
     """
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) < 1:
+    if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) < 1:
         return None
-    folder = Path(given) if given else Path(RUNS_ROOT) / f"slurm-{job}"
+    job_id = _launcher_job_id()
+    if given is None and job_id is None:
+        return None
+    folder = Path(given) if given else Path(RUNS_ROOT) / str(job_id)
     return folder if (folder / CONFIG_FILENAME).exists() else None
 
 
@@ -145,28 +162,33 @@ def resolve_wandb_run_id(resuming: bool, configured: str | None) -> str:
 def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
     """The folder this run writes into, the same one for every rank of a job.
 
-    fit: `given` (a run folder) or a fresh runs/<timestamp>; a folder that already holds a run is
-    only reused to resume it. validate/test: a fresh sub-folder of `given` (typically the run being
-    evaluated, when its saved config.yaml is passed back) or of runs/, so evaluations never
-    overwrite the run they evaluate.
+    fit: `given` (a run folder) or a fresh runs/<timestamp> (runs/<job id> under srun or torchrun);
+    a folder that already holds a run is only reused to resume it. validate/test: a fresh sub-folder
+    of `given` (typically the run being evaluated, when its saved config.yaml is passed back) or of
+    runs/, so evaluations never overwrite the run they evaluate.
     """
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited:
         return Path(inherited)
-    stamp = _launcher_job_id() or time.strftime("%Y%m%d-%H%M%S")
-    if subcommand == "fit":
-        if given is None:
-            run_dir = _fresh_folder(Path(RUNS_ROOT), stamp)
-        else:
-            run_dir = Path(given)
-            if (run_dir / CONFIG_FILENAME).exists() and not resuming:
-                raise FileExistsError(
-                    f"'{run_dir}' already holds a run ({CONFIG_FILENAME} is there). To continue it pass "
-                    f"--ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}; to start a new one choose another "
-                    "--trainer.default_root_dir or leave it unset for a fresh runs/<timestamp>."
-                )
+    if subcommand == "fit" and given is not None:
+        run_dir = Path(given)
     else:
-        run_dir = _fresh_folder(Path(given or RUNS_ROOT), f"{subcommand}-{stamp}")
+        job_id = _launcher_job_id()
+        stamp = job_id or time.strftime("%Y%m%d-%H%M%S")
+        if subcommand == "fit":
+            parent, name = Path(RUNS_ROOT), stamp
+        else:
+            parent, name = Path(given or RUNS_ROOT), f"{subcommand}-{stamp}"
+        # Every rank of a launcher's job must name the same folder, which another rank may already have
+        # created: no suffix. Rank 0 writes config.yaml only once all ranks have joined the process
+        # group, so the check below still sees a previous run's, never this one's.
+        run_dir = parent / name if job_id else _fresh_folder(parent, name)
+    if subcommand == "fit" and (run_dir / CONFIG_FILENAME).exists() and not resuming:
+        raise FileExistsError(
+            f"'{run_dir}' already holds a run ({CONFIG_FILENAME} is there). To continue it pass "
+            f"--ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}; to start a new one choose another "
+            "--trainer.default_root_dir."
+        )
     os.environ[RUN_DIR_ENV] = str(run_dir)
     return run_dir
 
@@ -201,8 +223,6 @@ class SimCLRCLI(LightningCLI):
                 "step_checkpoint.enable_version_counter": False,
             }
         )
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
-        parser.set_defaults({"lr_monitor.logging_interval": "step"})
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -211,7 +231,7 @@ class SimCLRCLI(LightningCLI):
         if requeued is not None and config.get("ckpt_path") is None and not os.environ.get(RUN_DIR_ENV):
             trainer.default_root_dir = str(requeued)
             config.ckpt_path = newest_checkpoint(requeued, config.checkpoint.dirpath)
-        resuming = config.get("ckpt_path") is not None or requeued is not None
+        resuming = self.subcommand == "fit" and (config.get("ckpt_path") is not None or requeued is not None)
         if self.subcommand == "fit" and config.get("ckpt_path") == "last" and not os.environ.get(RUN_DIR_ENV):
             resolve_last_checkpoint(trainer.default_root_dir, config.checkpoint.dirpath)
         check_devices_exist(trainer.accelerator, trainer.devices)
@@ -256,9 +276,6 @@ class SimCLRCLI(LightningCLI):
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             plugins.append(AtomicCheckpointIO())
         config["plugins"] = plugins
-        if config.get("logger") is False:
-            # `--trainer.logger false` must work: the learning-rate monitor refuses to run without a logger.
-            callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
         return super()._instantiate_trainer(config, [*callbacks, *safety])
 
     def _parse_ckpt_path(self) -> None:
@@ -334,11 +351,16 @@ def describe_checkpoint_mismatch(
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
     """Entry point of train.py; tests call it in-process with an argument list."""
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        # Only workers that Lightning launched for this run may inherit its folder; a second run
+        # started from the same Python process (a notebook, a test) gets a folder of its own.
+        os.environ.pop(RUN_DIR_ENV, None)
+        os.environ.pop(WANDB_ID_ENV, None)
     choose_wandb_mode()
     # TF32 matmuls on Ampere+ GPUs: a large speed-up at a precision SimCLR does not notice.
     torch.set_float32_matmul_precision("high")
     with reported_as_one_line():
-        return SimCLRCLI(
+        simclr_cli = SimCLRCLI(
             SimCLR,
             SimCLRDataModule,
             subclass_mode_data=True,
@@ -354,3 +376,18 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
             args=args,
             run=run,
         )
+    if run:
+        finish_wandb_run()
+    return simclr_cli
+
+
+def finish_wandb_run() -> None:
+    """Close the W&B run a subcommand opened, so the next one in this process starts its own.
+
+    WandbLogger leaves its run open after fit (for a test that might follow in the same script); a
+    CLI invocation is one run, and a later invocation would otherwise log into it.
+    """
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()

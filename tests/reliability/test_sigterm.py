@@ -57,8 +57,11 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, monkeypatc
 def test_a_requeued_slurm_job_finds_its_own_run(tmp_path: Path, monkeypatch) -> None:
     """SLURM requeues with the same job id and command: the job resumes its folder, checkpoint and W&B run."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    run = Path("runs") / "slurm-4242"
+    # What srun sets for a batch job's first step (Lightning's SLURM detection reads these).
+    for name, value in {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "simclr"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    run = Path("runs") / "slurm-4242.0"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.yaml").write_text("trainer:\n  logger:\n    init_args:\n      id: rsaved01\n")
     assert requeued_run_dir(None) is None  # the first incarnation: a fresh run
