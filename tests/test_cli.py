@@ -1,4 +1,5 @@
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -53,13 +54,17 @@ def test_fit_then_validate_from_the_saved_checkpoint(tiny_image_folder: Path) ->
     assert len(list((run_dir / "checkpoints").glob("*.ckpt"))) == 2  # untouched: last + best
 
 
-def test_a_folder_holding_a_run_is_not_reused_without_resuming(tiny_image_folder: Path) -> None:
+def test_a_folder_holding_a_run_is_not_reused_without_resuming(tiny_image_folder: Path, capsys) -> None:
     arguments = [*SMOKE, "--data.root", str(tiny_image_folder), "--trainer.logger", "false"]
     cli_main(["fit", *arguments, "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"])
     run_dir = only_run_folder()
     before = (run_dir / "config.yaml").read_text()
-    with pytest.raises(FileExistsError, match="already holds a run.*--ckpt_path"):
+    capsys.readouterr()
+    # A user error: one line and exit status 1 (tests/test_errors.py covers the others).
+    with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", *arguments, "--trainer.default_root_dir", str(run_dir)])
+    assert exit_info.value.code == 1
+    assert re.search("^error: .*already holds a run.*--ckpt_path", capsys.readouterr().err, re.M)
     assert (run_dir / "config.yaml").read_text() == before
 
 
