@@ -109,6 +109,8 @@ class ImageFolderDataModule(SimCLRDataModule):
         pin_memory: bool = True,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
+        gpu_augment: bool = False,
+        solarize_p: float = 0.0,
     ) -> None:
         # Nothing to download: the images are the user's own.
         super().__init__(
@@ -121,6 +123,8 @@ class ImageFolderDataModule(SimCLRDataModule):
             blur,
             download=False,
             pin_memory=pin_memory,
+            gpu_augment=gpu_augment,
+            solarize_p=solarize_p,
         )
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean={mean} and std={std} need 3 values (R, G, B); std must be > 0.")
