@@ -73,6 +73,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         pin_memory: bool = True,
         gpu_augment: bool = False,
         solarize_p: float = 0.0,
+        compile_augment: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -102,6 +103,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         # Plain attributes, not hparams: subclasses with their own __init__ need not take them.
         self.gpu_augment = gpu_augment
         self.solarize_p = solarize_p
+        self.compile_augment = compile_augment
         self._augmenter: BatchViewAugmenter | None = None
         self._shuffle_seed = 0
         self._image_size: int = image_size if image_size is not None else self.native_image_size  # type: ignore[assignment]
@@ -183,7 +185,12 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         self._check_enough_images(len(images))  # type: ignore[arg-type]
         hp = self.hparams
         views = simclr_view_transform(
-            self.image_size, self.mean, self.std, hp.jitter_strength, hp.min_crop_scale, hp.blur,
+            self.image_size,
+            self.mean,
+            self.std,
+            hp.jitter_strength,
+            hp.min_crop_scale,
+            hp.blur,
             self.solarize_p,
         )
         probe = probe_transform(self.image_size, self.mean, self.std, self.native_image_size)
@@ -201,9 +208,15 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         hp = self.hparams
         self._augmenter = BatchViewAugmenter(
             AugmentConfig.simclr(
-                self.image_size, self.mean, self.std, hp.jitter_strength, hp.min_crop_scale, hp.blur,
+                self.image_size,
+                self.mean,
+                self.std,
+                hp.jitter_strength,
+                hp.min_crop_scale,
+                hp.blur,
                 self.solarize_p,
-            )
+            ),
+            compile=self.compile_augment,
         )
         return CachedImageBatches(images, labels, self.batch_size, self._shuffle_seed)
 
