@@ -267,3 +267,19 @@ def test_small_image_probe_view_is_a_padded_random_crop_with_flip() -> None:
         assert candidates, f"probe view {i} is not a padded crop of its image"
         shifts.add(candidates[0][:2])
     assert len(shifts) > 1  # each sample draws its own crop
+
+
+def test_solarize_share_and_threshold_match_the_cpu_pipeline() -> None:
+    cpu = simclr_cpu_steps(simclr_view_transform(32, MEAN, STD, solarize_p=0.3))
+    params = sample_view_params(20000, 32, 32, AugmentConfig.simclr(32, MEAN, STD, solarize_p=0.3))
+    assert_share(params.solarize, cpu["RandomSolarize"].p, "solarized")
+    # Pixels at or above 128 of 255 invert on both paths, below stay.
+    pixels = torch.tensor([0, 127, 128, 255], dtype=torch.uint8).view(1, 1, 1, 4).expand(1, 3, 1, 4)
+    expected = TF.solarize(pixels, threshold=128)
+    only_solarize = AugmentConfig(
+        image_size=4, mean=(0.0,) * 3, std=(1.0,) * 3, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
+        flip_p=0.0, jitter_p=0.0, grayscale_p=0.0, solarize_p=1.0,
+    )  # fmt: skip
+    square = torch.cat([pixels] * 4, dim=2)  # 4 x 4 image, each row [0, 127, 128, 255]
+    view, _, _ = BatchViewAugmenter(only_solarize).views(square.contiguous())
+    assert torch.equal((view[0, :, 0] * 255).round().to(torch.uint8), expected[0, :, 0])
