@@ -7,6 +7,7 @@ Subclasses only say which images to load; everything that must behave the same a
 from __future__ import annotations
 
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.gpu_augment import AugmentConfig, BatchViewAugmenter
 from datamodules.sampling import ResumableSampler
 from datamodules.transforms import (
     ImageTransform,
@@ -25,6 +27,7 @@ from datamodules.transforms import (
     probe_transform,
     simclr_view_transform,
 )
+from datamodules.uint8_cache import CachedImageBatches, decode_to_uint8, place_images
 
 EvalSplit = Literal["val", "test"]
 
@@ -70,6 +73,9 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         blur: bool | None = None,
         download: bool = True,
         pin_memory: bool = True,
+        gpu_augment: bool = False,
+        solarize_p: float = 0.0,
+        compile_augment: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -88,12 +94,20 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             raise ValueError(f"min_crop_scale={min_crop_scale} must be in (0, 1] (a fraction of the area).")
         if jitter_strength < 0.0:
             raise ValueError(f"jitter_strength={jitter_strength} must be >= 0 (0 disables colour jitter).")
+        if not 0.0 <= solarize_p <= 1.0:
+            raise ValueError(f"solarize_p={solarize_p} must be a probability in [0, 1] (0 turns it off).")
         self.root = root
         # Not read from hparams: save_hyperparameters() records the subclass's arguments, and
         # datasets with nothing to download (ImageFolder) do not take this one.
         self.download = download
         # A plain attribute (not only in hparams) so Lightning's batch-size finder can change it.
         self.batch_size = batch_size
+        # Plain attributes, not hparams: subclasses with their own __init__ need not take them.
+        self.gpu_augment = gpu_augment
+        self.solarize_p = solarize_p
+        self.compile_augment = compile_augment
+        self._augmenter: BatchViewAugmenter | None = None
+        self._shuffle_seed = 0
         self._image_size: int = image_size if image_size is not None else self.native_image_size  # type: ignore[assignment]
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
@@ -155,28 +169,64 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
     def setup(self, stage: str | None = None) -> None:
         evaluation = eval_transform(self.image_size, self.mean, self.std, self.native_image_size)
         if stage in (None, "fit") and self.train_dataset is None:
-            self.train_dataset = self._build_train_dataset()
+            build = self._build_cached_images if self.gpu_augment else self._build_train_dataset
+            self.train_dataset = build()
         if stage in (None, "fit", "validate") and self.val_dataset is None:
             self.val_dataset = self._eval_images("val", evaluation)
         if stage in (None, "test") and self.test_dataset is None:
             self.test_dataset = self._eval_images("test", evaluation)
 
-    def _build_train_dataset(self) -> SimCLRTrainingDataset:
-        images = self._pretrain_images()
-        if len(images) < self.batch_size:  # type: ignore[arg-type]
+    def _check_enough_images(self, count: int) -> None:
+        if count < self.batch_size:
             raise ValueError(
-                f"The training set in '{self.root}' has {len(images)} images, fewer than "  # type: ignore[arg-type]
+                f"The training set in '{self.root}' has {count} images, fewer than "
                 f"batch_size={self.batch_size}; with drop_last=True no batch would be produced. "
                 "Lower batch_size or add images."
             )
+
+    def _build_train_dataset(self) -> SimCLRTrainingDataset:
+        images = self._pretrain_images()
+        self._check_enough_images(len(images))  # type: ignore[arg-type]
         hp = self.hparams
         views = simclr_view_transform(
-            self.image_size, self.mean, self.std, hp.jitter_strength, hp.min_crop_scale, hp.blur
+            self.image_size,
+            self.mean,
+            self.std,
+            hp.jitter_strength,
+            hp.min_crop_scale,
+            hp.blur,
+            self.solarize_p,
         )
         probe = probe_transform(self.image_size, self.mean, self.std, self.native_image_size)
         return SimCLRTrainingDataset(images, views, probe)
 
+    def _build_cached_images(self) -> CachedImageBatches:
+        """The GPU path: pixels decoded once and placed on the device (or pinned), views made per batch."""
+        images, labels = decode_to_uint8(self._pretrain_images(), self.hparams.num_workers, self.root)
+        self._check_enough_images(len(images))
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        images, labels = place_images(images, labels, device)
+        # Every rank must shuffle alike to take disjoint shares; rank 0's draw is the shared seed.
+        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+        self._shuffle_seed = self.trainer.strategy.broadcast(seed) if self.trainer is not None else seed
+        hp = self.hparams
+        self._augmenter = BatchViewAugmenter(
+            AugmentConfig.simclr(
+                self.image_size,
+                self.mean,
+                self.std,
+                hp.jitter_strength,
+                hp.min_crop_scale,
+                hp.blur,
+                self.solarize_p,
+            ),
+            compile=self.compile_augment,
+        )
+        return CachedImageBatches(images, labels, self.batch_size, self._shuffle_seed)
+
     def train_dataloader(self) -> DataLoader:
+        if self.gpu_augment:
+            return self._cached_loader(self._require(self.train_dataset, "fit"))  # type: ignore[arg-type]
         # drop_last: a short last batch would have fewer negatives and a differently scaled loss.
         dataset = self._require(self.train_dataset, "fit")
         return self._loader(dataset, shuffle=False, drop_last=True, sampler=self._train_sampler(dataset))
@@ -218,6 +268,25 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self._require(self.test_dataset, "test"), shuffle=False, drop_last=False)
+
+    def _cached_loader(self, cached: CachedImageBatches) -> DataLoader:
+        """Batches are gathered from the cached tensor in the main process: no workers, nothing to collate."""
+        world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        batches = CachedImageBatches(
+            cached.images, cached.labels, self.per_device_batch_size, self._shuffle_seed, rank, world_size
+        )
+        # Lightning warns that __len__ of an IterableDataset may be wrong with several workers; there are
+        # none here, so it is exact.
+        warnings.filterwarnings("ignore", "Your `IterableDataset` has `__len__` defined", UserWarning)
+        images = cached.images
+        pinned = torch.cuda.is_available() and images.device.type == "cpu" and images.is_pinned()
+        return DataLoader(batches, batch_size=None, num_workers=0, pin_memory=pinned)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """On the GPU path, training batches arrive as uint8 images and leave as the view contract."""
+        if self._augmenter is not None and isinstance(batch, dict) and "images" in batch:
+            return self._augmenter.training_batch(batch["images"], batch["label"])
+        return batch
 
     def _require(self, dataset: Dataset | None, stage: str) -> Dataset:
         if dataset is None:

@@ -45,8 +45,12 @@ def simclr_view_transform(
     jitter_strength: float = 1.0,
     min_crop_scale: float = 0.08,
     blur: bool | None = None,
+    solarize_p: float = 0.0,
 ) -> v2.Compose:
-    """The SimCLR augmentation (Chen et al. 2020, App. A): crop + flip + colour distortion (+ blur)."""
+    """The SimCLR augmentation (Chen et al. 2020, App. A): crop + flip + colour distortion (+ blur).
+
+    `solarize_p` > 0 adds BYOL's solarisation (threshold 128 of 255), off in SimCLR.
+    """
     use_blur = image_size >= BLUR_MIN_IMAGE_SIZE if blur is None else blur
     s = jitter_strength
     steps: list[v2.Transform] = [
@@ -58,6 +62,8 @@ def simclr_view_transform(
     ]
     if use_blur:
         steps.append(v2.RandomApply([v2.GaussianBlur(blur_kernel_size(image_size), sigma=(0.1, 2.0))], p=0.5))
+    if solarize_p > 0:
+        steps.append(v2.RandomSolarize(threshold=128, p=solarize_p))
     return v2.Compose(steps + _to_normalised_float(mean, std))
 
 

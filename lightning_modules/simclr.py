@@ -57,6 +57,9 @@ class SimCLR(pl.LightningModule):
         momentum: for LARS and SGD.
         warmup_epochs: linear warm-up length before the cosine decay (may be fractional).
         batch_size: global batch (all devices), linked from the datamodule; sets the learning rate.
+        channels_last: NHWC memory format for the encoder and its inputs (faster convolutions on tensor
+            cores); None turns it on when training on CUDA.
+        compile: torch.compile the encoder and the head for the run (state-dict keys are unchanged).
     """
 
     def __init__(
@@ -75,6 +78,8 @@ class SimCLR(pl.LightningModule):
         momentum: float = 0.9,
         warmup_epochs: float = 10.0,
         batch_size: int = 256,
+        channels_last: bool | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if temperature <= 0:
@@ -90,10 +95,33 @@ class SimCLR(pl.LightningModule):
             num_layers=projection_layers,
             batch_norm=projection_batchnorm,
         )
+        # Set by setup("fit"); a model loaded for evaluation keeps the default layout.
+        self.uses_channels_last = False
+
+    def setup(self, stage: str) -> None:
+        """Before the strategy moves and wraps the model, so DDP sees the final parameter layout."""
+        if stage != "fit":
+            return
+        channels_last = self.hparams.get("channels_last")
+        if channels_last is None:
+            channels_last = self.trainer.strategy.root_device.type == "cuda"
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+            self.uses_channels_last = True
+        if self.hparams.get("compile"):
+            # nn.Module.compile compiles in place: checkpoints keep the keys of the plain model.
+            self.encoder.compile()
+            self.projection_head.compile()
+
+    def _encode(self, images: Tensor) -> Tensor:
+        # Inputs in the weights' layout; a mismatch would make every convolution convert them.
+        if self.uses_channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.encoder(images)
 
     def forward(self, images: Tensor) -> Tensor:
         """Representations h = f(x), [B, feature_dim]: what downstream tasks and the probe use."""
-        return self.encoder(images)
+        return self._encode(images)
 
     def contrastive_logits(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, Tensor]:
         """NT-Xent logits of this device's anchors against the projections of every device.
@@ -102,7 +130,7 @@ class SimCLR(pl.LightningModule):
         The gather keeps gradients, so each device's loss also trains the other devices' projections
         as negatives; with one device the gather is the identity and the code path is the same.
         """
-        projections = self.projection_head(self.encoder(torch.cat([view1, view2])))
+        projections = self.projection_head(self._encode(torch.cat([view1, view2])))
         n, dim = view1.shape[0], projections.shape[1]
         gathered = self._gather_with_gradients(projections).reshape(-1, 2, n, dim)
         z1, z2 = projections.chunk(2)

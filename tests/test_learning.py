@@ -22,7 +22,7 @@ from lightning_modules.simclr import SimCLR
 
 CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TRAIN_PER_CLASS, VAL_PER_CLASS = 400, 100
+TRAIN_PER_CLASS, VAL_PER_CLASS = 200, 100
 
 
 def link_subset(destination: Path) -> Path:
@@ -61,11 +61,13 @@ def test_short_pretraining_beats_random_init(tmp_path: Path, monkeypatch: pytest
     root = link_subset(tmp_path / "cifar10-subset")
     arguments = [
         "--config", str(CONFIGS / "imagefolder.yaml"), "--config", str(CONFIGS / "cpu-smoke.yaml"),
-        "--data.root", str(root), "--data.image_size", "16", "--data.batch_size", "128",
+        # 16 px keeps 2 CPU cores fast enough for 250 steps; AdamW learns quicker than LARS in so few.
+        "--data.root", str(root), "--data.image_size", "16", "--data.batch_size", "64",
         "--data.jitter_strength", "0.5", "--data.min_crop_scale", "0.2",
-        "--model.optimizer", "adamw", "--model.base_lr", "0.016", "--model.weight_decay", "1e-4",
-        "--model.temperature", "0.5", "--trainer.max_epochs", "6", "--trainer.limit_train_batches", "1.0",
-        "--trainer.limit_val_batches", "1.0", "--trainer.logger", "false", "--seed_everything", "0",
+        "--model.optimizer", "adamw", "--model.base_lr", "0.008", "--model.weight_decay", "1e-4",
+        "--model.temperature", "0.5", "--trainer.max_epochs", "8", "--trainer.limit_train_batches", "1.0",
+        "--trainer.limit_val_batches", "1.0", "--trainer.check_val_every_n_epoch", "4",
+        "--trainer.logger", "false", "--seed_everything", "0",
     ]
     trained = cli_main(["fit", *arguments])
     pl.seed_everything(0)
@@ -76,4 +78,5 @@ def test_short_pretraining_beats_random_init(tmp_path: Path, monkeypatch: pytest
     random_top1 = knn_top1(random_init, trained.datamodule)
     probe_top1 = trained.trainer.callback_metrics["val/probe_top1"].item()
     print(f"kNN top-1: pretrained {trained_top1:.3f}, random init {random_top1:.3f}; probe {probe_top1:.3f}")
-    assert trained_top1 > random_top1 + 0.03
+    # 1,000 validation images: a standard error of about 1.5 points on each accuracy.
+    assert trained_top1 > random_top1 + 0.04
