@@ -14,15 +14,23 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 IMAGE_SIDE = 12
 
 
-def write_image_folder(root: Path, classes: tuple[str, ...] = ("a", "b"), train_per_class: int = 8) -> Path:
-    """root/train/<class>/*.png and root/val/<class>/*.png of random pixels."""
+def write_image_folder(
+    root: Path,
+    classes: tuple[str, ...] = ("a", "b"),
+    train_per_class: int = 8,
+    val_per_class: int = 2,
+    image_side: int = IMAGE_SIDE,
+) -> Path:
+    """root/{train,val}/<class>/*.png; each class has its own base colour plus noise, so it is learnable."""
     rng = np.random.default_rng(0)
-    for split, count in (("train", train_per_class), ("val", 2)):
+    base_colours = {name: rng.integers(0, 256, size=3) for name in classes}
+    for split, count in (("train", train_per_class), ("val", val_per_class)):
         for name in classes:
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for index in range(count):
-                pixels = rng.integers(0, 256, (IMAGE_SIDE, IMAGE_SIDE, 3), dtype=np.uint8)
+                noise = rng.integers(-40, 40, size=(image_side, image_side, 3))
+                pixels = np.clip(base_colours[name] + noise, 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(folder / f"{index}.png")
     return root
 

@@ -12,11 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
+
+from tests.run_helpers import write_image_folder
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_IMAGES_PER_CLASS = 8
@@ -26,17 +26,6 @@ BATCHES_PER_EPOCH = 2  # 16 training images / global batch 8
 TIMEOUT_S = 300
 
 pytestmark = pytest.mark.slow
-
-
-def write_image_folder(root: Path) -> None:
-    rng = np.random.default_rng(0)
-    for split, count in (("train", TRAIN_IMAGES_PER_CLASS), ("val", VAL_IMAGES_PER_CLASS)):
-        for class_name in ("cat", "dog"):
-            folder = root / split / class_name
-            folder.mkdir(parents=True)
-            for index in range(count):
-                pixels = rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{index}.png")
 
 
 def train(workdir: Path, *arguments: str) -> str:
@@ -55,7 +44,9 @@ def train(workdir: Path, *arguments: str) -> str:
 
 
 def test_fit_on_two_processes_writes_one_run_and_resumes_from_it(tmp_path: Path) -> None:
-    write_image_folder(tmp_path / "data")
+    write_image_folder(
+        tmp_path / "data", ("cat", "dog"), TRAIN_IMAGES_PER_CLASS, VAL_IMAGES_PER_CLASS, image_side=40
+    )
     output = train(
         tmp_path,
         "--config", str(REPO / "configs" / "imagefolder.yaml"),
