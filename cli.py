@@ -16,7 +16,7 @@ from jsonargparse import Namespace, lazy_instance
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
-from callbacks import OnlineLinearProbe
+from callbacks import KNNMonitor, OnlineLinearProbe, TrainingCurves, ViewPairsGrid
 from datamodules import SimCLRDataModule
 from lightning_modules.simclr import SimCLR
 
@@ -115,6 +115,10 @@ class SimCLRCLI(LightningCLI):
         )
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
+        # Evaluation while training and the pictures of a run (README.md, Evaluation).
+        parser.add_lightning_class_args(KNNMonitor, "knn_monitor")
+        parser.add_lightning_class_args(TrainingCurves, "curves")
+        parser.add_lightning_class_args(ViewPairsGrid, "view_pairs")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
