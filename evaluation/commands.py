@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from datamodules.base import SimCLRDataModule
-from evaluation.data import LabelledTrainSplit, extract_features, loader, test_split
+from evaluation.data import LabelledTrainSplit, evaluation_split, extract_features, loader
 from evaluation.export import exportable_state_dict, has_cifar_stem
 from evaluation.finetune import FinetuneSettings, accuracies, finetune, predict_logits
 from evaluation.knn import knn_predict
@@ -94,7 +94,7 @@ def _features(inputs: EvaluationInputs, encoder: torch.nn.Module, augment_copies
         train_features = torch.cat([train_features, copy_features])
         train_labels = torch.cat([train_labels, copy_labels])
     test_features, test_labels = extract_features(
-        encoder, loader(test_split(datamodule), batch_size, workers), inputs.device
+        encoder, loader(evaluation_split(datamodule), batch_size, workers), inputs.device
     )
     return train_features, train_labels, test_features, test_labels
 
@@ -185,7 +185,7 @@ def run_finetune(
     """One fine-tuning per label fraction, each from the same starting weights."""
     datamodule = inputs.datamodule
     train = LabelledTrainSplit(datamodule)
-    test = test_split(datamodule)
+    test = evaluation_split(datamodule)
     rows, per_fraction = [], {}
     for fraction in fractions:
         module = load_simclr(inputs.checkpoint, inputs.random_init)

@@ -87,7 +87,7 @@ def train_transform(datamodule: SimCLRDataModule, augment: bool) -> ImageTransfo
     return make(datamodule.image_size, datamodule.mean, datamodule.std, datamodule.native_image_size)
 
 
-def test_split(datamodule: SimCLRDataModule) -> Dataset:
+def evaluation_split(datamodule: SimCLRDataModule) -> Dataset:
     """The test split (the validation split where a dataset has no separate test split), evaluation view."""
     datamodule.setup("test")
     return datamodule.test_dataset  # type: ignore[return-value]
