@@ -55,12 +55,15 @@ def plot_confusion_matrix(matrix: Tensor, class_names: Sequence[str], path: Path
 def embed_2d(features: Tensor, seed: int = 0) -> np.ndarray:
     """t-SNE of L2-normalised features (cosine geometry, the one SimCLR's loss shapes)."""
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     normalised = torch.nn.functional.normalize(features.float(), dim=1).numpy()
     perplexity = float(min(30, max(2, (len(normalised) - 1) // 3)))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
-        normalised
-    )
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
+    # One OpenMP thread: a few thousand points take seconds, while spinning threads on a busy or
+    # shared machine made the same map take minutes.
+    with threadpool_limits(limits=1):
+        return tsne.fit_transform(normalised)
 
 
 def plot_embedding(

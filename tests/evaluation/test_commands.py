@@ -230,3 +230,13 @@ def test_export_of_a_non_torchvision_backbone_fails_clearly_and_writes_nothing(
 def test_missing_checkpoint_names_the_flag(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="--ckpt"):
         main(["export", "--ckpt", str(tmp_path / "nothing.ckpt"), "--output_dir", str(tmp_path / "export")])
+
+
+def test_pretraining_draws_curves_and_view_pairs_and_checkpoints_the_curve_history(
+    pretrained_run: PretrainedRun,
+) -> None:
+    for name in ("curves.png", "view_pairs.png"):
+        assert (pretrained_run.run_dir / name).read_bytes()[:4] == b"\x89PNG"
+    callbacks = torch.load(pretrained_run.checkpoint, map_location="cpu", weights_only=False)["callbacks"]
+    history = next(state["history"] for key, state in callbacks.items() if key.startswith("TrainingCurves"))
+    assert {"train/loss", "val/probe_top1", "val/knn_top1"} <= set(history)
