@@ -8,17 +8,31 @@ from __future__ import annotations
 
 import netrc
 import os
+import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import yaml
 from jsonargparse import Namespace, lazy_instance
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning import Callback, Trainer
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+from pytorch_lightning.plugins.io import CheckpointIO
 
 from callbacks import KNNMonitor, OnlineLinearProbe, TrainingCurves, ViewPairsGrid
+from callbacks.finite_loss import StopOnNonFiniteLoss
+from callbacks.preemption import CheckpointOnSigterm
+from callbacks.progress_bar import ReadableProgressBar
+from callbacks.run_summary import RunSummary
+from callbacks.throughput import ViewsPerSecond
 from datamodules import SimCLRDataModule
 from lightning_modules.simclr import SimCLR
+from reliability.checkpoint_io import AtomicCheckpointIO
+from reliability.code_version import code_version
+from reliability.errors import UserError, reported_as_one_line
 
 RUNS_ROOT = "runs"
 CONFIG_FILENAME = "config.yaml"
@@ -26,6 +40,13 @@ CONFIG_FILENAME = "config.yaml"
 # every rank writes into the same folder even though each parses the command line on its own.
 RUN_DIR_ENV = "SIMCLR_RUN_DIR"
 WANDB_HOST = "api.wandb.ai"
+# Like the run folder: one W&B run id per job, chosen by the launching process.
+WANDB_ID_ENV = "SIMCLR_WANDB_RUN_ID"
+# Checkpoint hyperparameters that change the shape of the weights.
+ARCHITECTURE_HPARAMS = (
+    "backbone", "cifar_stem", "image_size", "projection_hidden_dim", "projection_dim", "projection_layers",
+    "projection_batchnorm",
+)
 
 
 def wandb_has_credentials() -> bool:
@@ -48,13 +69,27 @@ def choose_wandb_mode() -> None:
 
 
 def _launcher_job_id() -> str | None:
-    """An id shared by every process of a job started by SLURM or torchrun, which launch ranks separately."""
-    slurm = os.environ.get("SLURM_JOB_ID")
-    if slurm:
-        return f"slurm-{slurm}"
-    torchrun = os.environ.get("TORCHELASTIC_RUN_ID")
-    if torchrun and torchrun != "none":
-        return f"torchrun-{torchrun}"
+    """An id shared by every rank of a job whose ranks srun or torchrun start separately, else None.
+
+    Such ranks parse the command line on their own and inherit nothing from each other, so the run
+    folder must be named after what they share. These checks mirror Lightning's own, so a plain
+    `python train.py` (also inside an interactive SLURM allocation) stays rank 0 launching the others.
+    """
+    if SLURMEnvironment.detect():
+        step = os.environ.get("SLURM_STEP_ID")
+        job = f"slurm-{os.environ['SLURM_JOB_ID']}"
+        # The step keeps two srun steps of one batch script (e.g. two fits) in separate folders.
+        return job if step is None else f"{job}.{step}"
+    if TorchElasticEnvironment.detect():
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+        if run_id != "none":
+            return f"torchrun-{run_id}"
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError(
+                "torchrun started this process without a run id, so its ranks cannot agree on a run "
+                "folder. Pass --rdzv-id=<a name unique to this run> (or --standalone on one machine) to "
+                "torchrun, or name the folder with --trainer.default_root_dir."
+            )
     return None
 
 
@@ -66,31 +101,94 @@ def _fresh_folder(parent: Path, name: str) -> Path:
     return folder
 
 
+def resolve_last_checkpoint(run_dir: str | None, checkpoint_dir: str | None) -> None:
+    """`--ckpt_path last` must find a checkpoint; Lightning would otherwise start over and only warn."""
+    if run_dir is None:
+        raise UserError(
+            "--ckpt_path last needs the run to resume: pass its configuration, "
+            "e.g. python train.py fit --config runs/RUN/config.yaml --ckpt_path last."
+        )
+    folder = Path(checkpoint_dir) if checkpoint_dir else Path(run_dir) / "checkpoints"
+    if not any(folder.glob("last*.ckpt")):
+        raise UserError(
+            f"--ckpt_path last: no last.ckpt in '{folder}', so there is nothing to resume. Check the run "
+            "folder, or start a new run without --ckpt_path."
+        )
+
+
+def requeued_run_dir(given: str | None) -> Path | None:
+    """The folder of this SLURM job's earlier incarnation, when SLURM requeued the job (after pre-emption).
+
+    The requeued job runs the same command; it must continue its run rather than start a new folder.
+    """
+    if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) < 1:
+        return None
+    job_id = _launcher_job_id()
+    if given is None and job_id is None:
+        return None
+    folder = Path(given) if given else Path(RUNS_ROOT) / str(job_id)
+    return folder if (folder / CONFIG_FILENAME).exists() else None
+
+
+def newest_checkpoint(run_dir: Path, checkpoint_dir: str | None) -> str | None:
+    """Lightning's SLURM checkpoint (hpc_ckpt_N.ckpt, saved on the requeue signal) or last.ckpt, the newer."""
+    folder = Path(checkpoint_dir) if checkpoint_dir else run_dir / "checkpoints"
+    candidates = [*run_dir.glob("hpc_ckpt_*.ckpt"), *folder.glob("last*.ckpt")]
+    return str(max(candidates, key=lambda path: path.stat().st_mtime)) if candidates else None
+
+
+def saved_wandb_id(run_dir: Path) -> str | None:
+    """The W&B run id in a run's config.yaml (a requeued job is launched with the original config)."""
+    saved = yaml.safe_load((run_dir / CONFIG_FILENAME).read_text()) or {}
+    logger = (saved.get("trainer") or {}).get("logger")
+    return logger.get("init_args", {}).get("id") if isinstance(logger, dict) else None
+
+
+def resolve_wandb_run_id(resuming: bool, configured: str | None) -> str:
+    """The same W&B run for a resumed run (its id is in the saved config.yaml), a new one otherwise.
+
+    A new id even when an old config.yaml is passed to repeat a run, so the repeat never appends to
+    the run it copies.
+    """
+    inherited = os.environ.get(WANDB_ID_ENV)
+    if inherited:
+        return inherited
+    # Starts with a letter: an id such as 1e234567 would be read back from config.yaml as a number.
+    run_id = configured if resuming and configured else "r" + secrets.token_hex(4)
+    os.environ[WANDB_ID_ENV] = run_id
+    return run_id
+
+
 def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
     """The folder this run writes into, the same one for every rank of a job.
 
-    fit: `given` (a run folder) or a fresh runs/<timestamp>; a folder that already holds a run is
-    only reused to resume it. validate/test: a fresh sub-folder of `given` (typically the run being
-    evaluated, when its saved config.yaml is passed back) or of runs/, so evaluations never
-    overwrite the run they evaluate.
+    fit: `given` (a run folder) or a fresh runs/<timestamp> (runs/<job id> under srun or torchrun);
+    a folder that already holds a run is only reused to resume it. validate/test: a fresh sub-folder
+    of `given` (typically the run being evaluated, when its saved config.yaml is passed back) or of
+    runs/, so evaluations never overwrite the run they evaluate.
     """
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited:
         return Path(inherited)
-    stamp = _launcher_job_id() or time.strftime("%Y%m%d-%H%M%S")
-    if subcommand == "fit":
-        if given is None:
-            run_dir = _fresh_folder(Path(RUNS_ROOT), stamp)
-        else:
-            run_dir = Path(given)
-            if (run_dir / CONFIG_FILENAME).exists() and not resuming:
-                raise FileExistsError(
-                    f"'{run_dir}' already holds a run ({CONFIG_FILENAME} is there). To continue it pass "
-                    f"--ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}; to start a new one choose another "
-                    "--trainer.default_root_dir or leave it unset for a fresh runs/<timestamp>."
-                )
+    if subcommand == "fit" and given is not None:
+        run_dir = Path(given)
     else:
-        run_dir = _fresh_folder(Path(given or RUNS_ROOT), f"{subcommand}-{stamp}")
+        job_id = _launcher_job_id()
+        stamp = job_id or time.strftime("%Y%m%d-%H%M%S")
+        if subcommand == "fit":
+            parent, name = Path(RUNS_ROOT), stamp
+        else:
+            parent, name = Path(given or RUNS_ROOT), f"{subcommand}-{stamp}"
+        # Every rank of a launcher's job must name the same folder, which another rank may already have
+        # created: no suffix. Rank 0 writes config.yaml only once all ranks have joined the process
+        # group, so the check below still sees a previous run's, never this one's.
+        run_dir = parent / name if job_id else _fresh_folder(parent, name)
+    if subcommand == "fit" and (run_dir / CONFIG_FILENAME).exists() and not resuming:
+        raise FileExistsError(
+            f"'{run_dir}' already holds a run ({CONFIG_FILENAME} is there). To continue it pass "
+            f"--ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}; to start a new one choose another "
+            "--trainer.default_root_dir."
+        )
     os.environ[RUN_DIR_ENV] = str(run_dir)
     return run_dir
 
@@ -111,10 +209,20 @@ class SimCLRCLI(LightningCLI):
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "epoch{epoch:03d}-top1_{val/probe_top1:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
+                # Both sections write last.ckpt; versioning would make them write last.ckpt and last-v1.ckpt.
+                "checkpoint.enable_version_counter": False,
             }
         )
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
-        parser.set_defaults({"lr_monitor.logging_interval": "step"})
+        # Periodic last.ckpt within epochs: at most every_n_train_steps steps are lost to a crash.
+        parser.add_lightning_class_args(ModelCheckpoint, "step_checkpoint")
+        parser.set_defaults(
+            {
+                "step_checkpoint.every_n_train_steps": 500,
+                "step_checkpoint.save_top_k": 0,
+                "step_checkpoint.save_last": True,
+                "step_checkpoint.enable_version_counter": False,
+            }
+        )
         # Evaluation while training and the pictures of a run (README.md, Evaluation).
         parser.add_lightning_class_args(KNNMonitor, "knn_monitor")
         parser.add_lightning_class_args(TrainingCurves, "curves")
@@ -123,9 +231,20 @@ class SimCLRCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
-        resuming = config.get("ckpt_path") is not None
+        requeued = requeued_run_dir(trainer.default_root_dir) if self.subcommand == "fit" else None
+        if requeued is not None and config.get("ckpt_path") is None and not os.environ.get(RUN_DIR_ENV):
+            trainer.default_root_dir = str(requeued)
+            config.ckpt_path = newest_checkpoint(requeued, config.checkpoint.dirpath)
+        resuming = self.subcommand == "fit" and (config.get("ckpt_path") is not None or requeued is not None)
+        if self.subcommand == "fit" and config.get("ckpt_path") == "last" and not os.environ.get(RUN_DIR_ENV):
+            resolve_last_checkpoint(trainer.default_root_dir, config.checkpoint.dirpath)
+        check_devices_exist(trainer.accelerator, trainer.devices)
         run_dir = str(resolve_run_dir(self.subcommand, trainer.default_root_dir, resuming))
         trainer.default_root_dir = run_dir
+        if trainer.enable_progress_bar is False:
+            # The default Rich bar would make Lightning reject `--trainer.enable_progress_bar false`.
+            defaults = self.trainer_defaults.get("callbacks", [])
+            self.trainer_defaults["callbacks"] = [c for c in defaults if not isinstance(c, RichProgressBar)]
         if resuming:
             # Keep the config the run started with; the resumed invocation's goes beside it.
             stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -136,27 +255,147 @@ class SimCLRCLI(LightningCLI):
             # Lightning saves config.yaml into the logger's save_dir.
             logger.init_args.save_dir = run_dir
             Path(run_dir).mkdir(parents=True, exist_ok=True)
-        if config.checkpoint.dirpath is None:
-            config.checkpoint.dirpath = str(Path(run_dir) / "checkpoints")
+            if self.subcommand == "fit":
+                configured_id = saved_wandb_id(requeued) if requeued else logger.init_args.get("id")
+                logger.init_args.id = resolve_wandb_run_id(resuming, configured_id)
+                logger.init_args.resume = "allow"
+            else:
+                # An evaluation is its own W&B run, even when it reads the trained run's config.yaml.
+                logger.init_args.id = None
+        for section in (config.checkpoint, config.step_checkpoint):
+            if section.dirpath is None:
+                section.dirpath = str(Path(run_dir) / "checkpoints")
+
+    def before_fit(self) -> None:
+        # Checked here, before DDP starts one process per device, rather than in each of them.
+        global_batch, world_size = self.datamodule.batch_size, self.trainer.world_size
+        if global_batch % world_size != 0:
+            smaller = max(world_size, global_batch // world_size * world_size)
+            raise UserError(
+                f"--data.batch_size {global_batch} (the global batch) is not divisible by the {world_size} "
+                f"devices x nodes; use a multiple of {world_size}, e.g. {smaller} or {smaller + world_size}."
+            )
+
+    def _instantiate_trainer(self, config: dict, callbacks: list[Callback]) -> Trainer:
+        """Adds what every run needs, whatever callbacks and plugins a config file lists."""
+        safety = [StopOnNonFiniteLoss(), CheckpointOnSigterm(), ViewsPerSecond(), RunSummary()]
+        plugins = config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            plugins.append(AtomicCheckpointIO())
+        config["plugins"] = plugins
+        return super()._instantiate_trainer(config, [*callbacks, *safety])
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning copies a checkpoint's model settings over the configured ones; refuse when they differ.
+
+        Otherwise `--config configs/cifar10.yaml --ckpt_path resnet50.ckpt` would silently train a
+        ResNet-50 where the config says ResNet-18.
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            saved = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+            configured = self.config[subcommand].model
+            # image_size is linked from the datamodule later; a stem it changes fails at loading, below.
+            names = [name for name in ARCHITECTURE_HPARAMS if name != "image_size"]
+            if any(name in saved and saved[name] != configured.get(name) for name in names):
+                raise UserError(describe_checkpoint_mismatch(ckpt_path, saved, dict(configured), names))
+        super()._parse_ckpt_path()
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except RuntimeError as error:
+            if "Error(s) in loading state_dict" not in str(error):
+                raise
+            ckpt_path = self.config_init[subcommand].get("ckpt_path")
+            saved = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+            message = describe_checkpoint_mismatch(ckpt_path, saved, dict(self.model.hparams))
+            raise UserError(message) from error
+
+
+class SaveAndLogConfig(SaveConfigCallback):
+    """Saves config.yaml into the run folder and sends the full config and the git commit to the loggers."""
+
+    def save_config(self, trainer: Trainer, pl_module, stage: str) -> None:
+        if not trainer.loggers:
+            return
+        config = self.config.clone()
+        config.pop("config", None)  # the paths of the --config files given, not settings
+        record = {"config": config.as_dict(), "code": code_version()}
+        for logger in trainer.loggers:
+            logger.log_hyperparams(record)
+
+
+def check_devices_exist(accelerator: object, devices: object) -> None:
+    """More GPUs than the machine has: say how many there are, before Lightning's longer message."""
+    if str(accelerator) not in ("gpu", "cuda") or not str(devices).isdigit():
+        return
+    requested, available = int(str(devices)), torch.cuda.device_count()
+    if requested > available:
+        raise UserError(
+            f"--trainer.devices {requested} asks for {requested} GPUs but this machine has {available}; "
+            f"use --trainer.devices {available} (or -1 for all of them)"
+            f"{'' if available else ' or --trainer.accelerator cpu'}."
+        )
+
+
+def describe_checkpoint_mismatch(
+    ckpt_path: str | None, saved: dict, model_hparams: dict, names: Sequence[str] = ARCHITECTURE_HPARAMS
+) -> str:
+    """Which architecture settings differ between a checkpoint and the model it is loaded into."""
+    differences = [
+        f"{name} {saved[name]!r} (this run: {model_hparams.get(name)!r})"
+        for name in names
+        if name in saved and saved[name] != model_hparams.get(name)
+    ]
+    found = "; it was saved with " + ", ".join(differences) if differences else ""
+    return (
+        f"Checkpoint '{ckpt_path}' does not fit this model{found}. Use the settings of the run that "
+        "saved it: --config runs/RUN/config.yaml, or the matching --model.* flags."
+    )
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
     """Entry point of train.py; tests call it in-process with an argument list."""
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        # Only workers that Lightning launched for this run may inherit its folder; a second run
+        # started from the same Python process (a notebook, a test) gets a folder of its own.
+        os.environ.pop(RUN_DIR_ENV, None)
+        os.environ.pop(WANDB_ID_ENV, None)
     choose_wandb_mode()
     # TF32 matmuls on Ampere+ GPUs: a large speed-up at a precision SimCLR does not notice.
     torch.set_float32_matmul_precision("high")
-    return SimCLRCLI(
-        SimCLR,
-        SimCLRDataModule,
-        subclass_mode_data=True,
-        trainer_defaults={
-            "callbacks": [lazy_instance(RichProgressBar)],
-            "logger": {
-                "class_path": "pytorch_lightning.loggers.WandbLogger",
-                "init_args": {"project": "simclr"},
+    with reported_as_one_line():
+        simclr_cli = SimCLRCLI(
+            SimCLR,
+            SimCLRDataModule,
+            subclass_mode_data=True,
+            save_config_callback=SaveAndLogConfig,
+            trainer_defaults={
+                "callbacks": [lazy_instance(ReadableProgressBar)],
+                "logger": {
+                    "class_path": "pytorch_lightning.loggers.WandbLogger",
+                    "init_args": {"project": "simclr"},
+                },
             },
-        },
-        save_config_kwargs={"config_filename": CONFIG_FILENAME},
-        args=args,
-        run=run,
-    )
+            save_config_kwargs={"config_filename": CONFIG_FILENAME},
+            args=args,
+            run=run,
+        )
+    if run:
+        finish_wandb_run()
+    return simclr_cli
+
+
+def finish_wandb_run() -> None:
+    """Close the W&B run a subcommand opened, so the next one in this process starts its own.
+
+    WandbLogger leaves its run open after fit (for a test that might follow in the same script); a
+    CLI invocation is one run, and a later invocation would otherwise log into it.
+    """
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()

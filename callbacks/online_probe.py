@@ -56,7 +56,8 @@ def _gather_from_all_ranks(trainer: pl.Trainer, features: Tensor, labels: Tensor
 
 class OnlineLinearProbe(pl.Callback):
     """Trains a linear classifier on detached encoder features of ``batch["probe_view"]`` every training step
-    and reports its validation accuracy as ``val/probe_top1`` and ``val/probe_top5``.
+    and reports its validation accuracy as ``val/probe_top1`` and ``val/probe_top5`` (``test/...`` under
+    ``trainer.test``).
 
     Args:
         lr: AdamW learning rate of the probe (independent of the encoder's optimiser).
@@ -71,8 +72,8 @@ class OnlineLinearProbe(pl.Callback):
         self.num_classes = num_classes
         self.classifier: nn.Linear | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self.val_top1: MulticlassAccuracy | None = None
-        self.val_top5: MulticlassAccuracy | None = None
+        self.top1: MulticlassAccuracy | None = None
+        self.top5: MulticlassAccuracy | None = None
         # Checkpoint state that arrived before setup built the probe; applied at the end of setup.
         self._state_awaiting_setup: dict[str, Any] | None = None
 
@@ -95,8 +96,8 @@ class OnlineLinearProbe(pl.Callback):
         self.optimizer = torch.optim.AdamW(
             self.classifier.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
-        self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro").to(pl_module.device)
-        self.val_top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro").to(
+        self.top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro").to(pl_module.device)
+        self.top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro").to(
             pl_module.device
         )
         if self._state_awaiting_setup is not None:
@@ -162,17 +163,37 @@ class OnlineLinearProbe(pl.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        self._score(outputs, batch)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log_accuracy(pl_module, "val")
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._score(outputs, batch)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log_accuracy(pl_module, "test")
+
+    def _score(self, outputs: dict[str, Tensor], batch: tuple[Tensor, Tensor]) -> None:
         _, labels = batch
         with torch.autocast(device_type=labels.device.type, enabled=False):
             logits = self.classifier(outputs["features"].float())
-        self.val_top1.update(logits, labels)
-        self.val_top5.update(logits, labels)
+        self.top1.update(logits, labels)
+        self.top5.update(logits, labels)
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # compute() syncs across ranks, so these are whole-validation-set accuracies, equal on every rank.
+    def _log_accuracy(self, pl_module: pl.LightningModule, split: str) -> None:
+        # compute() syncs across ranks, so these are whole-split accuracies, equal on every rank.
         # sync_dist with "max" of equal values is exact and silences Lightning's warning about unsynced
         # epoch-level metrics under DDP. Lightning discards what the sanity check logs; the reset matters.
-        for name, metric in (("val/probe_top1", self.val_top1), ("val/probe_top5", self.val_top5)):
+        for name, metric in ((f"{split}/probe_top1", self.top1), (f"{split}/probe_top5", self.top5)):
             accuracy = metric.compute()
             pl_module.log(name, accuracy, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
             metric.reset()

@@ -6,15 +6,17 @@ Subclasses only say which images to load; everything that must behave the same a
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.sampling import ResumableSampler
 from datamodules.transforms import (
     ImageTransform,
     SimCLRTrainingDataset,
@@ -96,6 +98,8 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
+        # (epoch, batches already trained in it) from a checkpoint; the next training loader starts there.
+        self._resume_position: tuple[int, int] | None = None
 
     # ----- what subclasses provide -------------------------------------------------------------------
     @property
@@ -182,7 +186,40 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
 
     def train_dataloader(self) -> DataLoader:
         # drop_last: a short last batch would have fewer negatives and a differently scaled loss.
-        return self._loader(self._require(self.train_dataset, "fit"), shuffle=True, drop_last=True)
+        dataset = self._require(self.train_dataset, "fit")
+        return self._loader(dataset, shuffle=False, drop_last=True, sampler=self._train_sampler(dataset))
+
+    def _train_sampler(self, dataset: Dataset) -> ResumableSampler:
+        """The order is a function of the seed and the epoch, so a resumed run replays it exactly."""
+        epoch, batches_done = self._resume_position or (0, 0)
+        self._resume_position = None
+        trainer = self.trainer
+        return ResumableSampler(
+            dataset,  # type: ignore[arg-type]
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
+            # The seed Lightning's seed_everything chose (saved in the run's config.yaml).
+            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+            start_epoch=epoch,
+            skip_samples=batches_done * self.per_device_batch_size,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where in the data order a checkpoint was taken: the epoch and the batches already trained in it."""
+        trainer = self.trainer
+        # Validation at the end of an epoch also saves checkpoints, hence the test on fit, not training.
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        # Not trainer.current_epoch: it already counts an epoch whose end hooks are still saving.
+        epochs_started = trainer.fit_loop.epoch_progress.current.started
+        batches_done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if batches_done >= trainer.num_training_batches:
+            return {"epoch": epochs_started, "batches_done": 0}
+        return {"epoch": epochs_started - 1, "batches_done": batches_done}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict:
+            self._resume_position = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._require(self.val_dataset, "validate"), shuffle=False, drop_last=False)
@@ -195,12 +232,15 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             raise RuntimeError(f"{type(self).__name__}.setup('{stage}') must run before its dataloader.")
         return dataset
 
-    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, shuffle: bool, drop_last: bool, sampler: ResumableSampler | None = None
+    ) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(
             dataset,
             batch_size=self.per_device_batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=workers,
             # Pinned memory only speeds up host-to-GPU copies; torch warns when there is no GPU.

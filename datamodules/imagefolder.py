@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from datamodules.base import EvalSplit, SimCLRDataModule
 from datamodules.transforms import ImageTransform, Triple
+from reliability.errors import UserError
 
 IMAGENET_MEAN: Triple = (0.485, 0.456, 0.406)
 IMAGENET_STD: Triple = (0.229, 0.224, 0.225)
@@ -23,13 +25,28 @@ EXPECTED_LAYOUT = (
 )
 
 
+class UnreadableImageError(UserError):
+    """An image file that PIL cannot decode: not an image, truncated, or corrupted."""
+
+
 def load_rgb(path: str) -> Image.Image:
-    """Every mode (L, RGBA, P, CMYK, ...) becomes 3-channel RGB so all images batch together."""
-    with Image.open(path) as image:
-        if image.mode == "P":
-            # Palette images with transparency must go through RGBA, or PIL warns on every load.
-            image = image.convert("RGBA")
-        return image.convert("RGB")
+    """Every mode (L, RGBA, P, CMYK, ...) becomes 3-channel RGB so all images batch together.
+
+    A file that does not decode stops the run with its name: hours into an epoch, "cannot identify
+    image file" from deep inside a DataLoader worker does not say which of a million files to fix.
+    """
+    try:
+        with Image.open(path) as image:
+            if image.mode == "P":
+                # Palette images with transparency must go through RGBA, or PIL warns on every load.
+                image = image.convert("RGBA")
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        # PIL reports truncated data as OSError and some malformed headers as SyntaxError/ValueError.
+        raise UnreadableImageError(
+            f"Image file '{path}' cannot be read ({type(error).__name__}: {error}); it is not an image, or "
+            "it is truncated or corrupted. Replace or delete it."
+        ) from error
 
 
 def _contains_image(directory: Path) -> bool:
@@ -144,8 +161,32 @@ class ImageFolderDataModule(SimCLRDataModule):
         return self._std
 
     def _pretrain_images(self) -> Dataset:
-        return ImageFolder(str(self.layout.train_dir), loader=load_rgb)
+        return _image_folder(self.layout.train_dir, transform=None)
 
     def _eval_images(self, split: EvalSplit, transform: ImageTransform) -> Dataset:
         split_dir = self.layout.val_dir if split == "val" else self.layout.test_dir
-        return ImageFolder(str(split_dir), transform=transform, loader=load_rgb)
+        return _image_folder(split_dir, transform=transform)
+
+
+def _image_folder(split_dir: Path, transform: ImageTransform | None) -> ImageFolder:
+    """torchvision's ImageFolder, which says in one warning how many non-image files it left out.
+
+    Files without an image extension (README.txt, .DS_Store, label files) are skipped rather than
+    fatal: they are common in real folders and harmless.
+    """
+    skipped: list[str] = []
+
+    def is_image(path: str) -> bool:
+        if path.lower().endswith(IMG_EXTENSIONS):
+            return True
+        skipped.append(path)
+        return False
+
+    dataset = ImageFolder(str(split_dir), transform=transform, loader=load_rgb, is_valid_file=is_image)
+    if skipped:
+        warnings.warn(
+            f"Skipped {len(skipped)} non-image file(s) in '{split_dir}' (e.g. '{skipped[0]}'); only files "
+            f"ending in {', '.join(IMG_EXTENSIONS)} are read.",
+            stacklevel=2,
+        )
+    return dataset

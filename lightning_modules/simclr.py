@@ -127,7 +127,8 @@ class SimCLR(pl.LightningModule):
         positive_accuracy = (logits.argmax(dim=1) == targets).float().mean()
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/positive_accuracy", positive_accuracy)
-        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], prog_bar=True, logger=False)
+        # Logged by the module rather than LearningRateMonitor, which refuses to run without a logger.
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], prog_bar=True)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:

@@ -43,6 +43,9 @@ class TinyContrastiveModule(pl.LightningModule):
         images, labels = batch
         return {"features": self(images).detach(), "labels": labels}
 
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self.validation_step(batch, batch_idx)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
@@ -158,6 +161,12 @@ def test_probe_learns_separable_classes_far_above_chance() -> None:
     assert metrics["val/probe_top5"] == 1.0  # top-5 clamps to top-4 of 4 classes
     assert metrics["train/probe_top1"] > 0.9
     assert metrics["train/probe_loss"] < 0.5
+
+    # trainer.test reports the trained probe on the test split under its own names.
+    test_images, test_labels = gaussian_blobs(4, 32, seed=3)
+    trainer.test(trainer.lightning_module, val_loader(test_images, (test_labels + 1) % 4))
+    assert trainer.callback_metrics["test/probe_top1"] < 0.1  # every label shifted: the probe is wrong
+    assert "val/probe_top1" not in trainer.callback_metrics
 
 
 def test_probe_sends_no_gradient_into_the_encoder_and_keeps_its_mode() -> None:
@@ -275,7 +284,7 @@ def test_validate_only_with_three_classes_clamps_top5() -> None:
     trainer = make_trainer(callbacks=[probe])
     trainer.validate(TinyContrastiveModule(), val_loader(*gaussian_blobs(3, 8, seed=2)))
 
-    assert probe.val_top5.top_k == 3
+    assert probe.top5.top_k == 3
     assert trainer.callback_metrics["val/probe_top5"] == 1.0  # top-3 of 3 classes is always right
     assert 0.0 <= trainer.callback_metrics["val/probe_top1"] <= 1.0
     assert "train/probe_loss" not in trainer.callback_metrics
@@ -284,7 +293,7 @@ def test_validate_only_with_three_classes_clamps_top5() -> None:
 def test_sanity_check_updates_are_reset_before_real_validation() -> None:
     probe = OnlineLinearProbe(num_classes=4)
     update_seen: list[bool] = []
-    check = Probe(on_val_start=lambda _: update_seen.append(probe.val_top1.update_called))
+    check = Probe(on_val_start=lambda _: update_seen.append(probe.top1.update_called))
     trainer = make_trainer(callbacks=[probe, check], num_sanity_val_steps=2, max_epochs=1)
     trainer.fit(TinyContrastiveModule(), datamodule=BlobDataModule())
 

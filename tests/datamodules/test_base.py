@@ -59,7 +59,7 @@ class InMemoryDataModule(SimCLRDataModule):
 
 
 def attach_world_size(datamodule: SimCLRDataModule, world_size: int) -> None:
-    datamodule.trainer = SimpleNamespace(world_size=world_size)  # type: ignore[assignment]
+    datamodule.trainer = SimpleNamespace(world_size=world_size, global_rank=0)  # type: ignore[assignment]
 
 
 def test_properties_and_hyperparameters_are_ready_after_init() -> None:

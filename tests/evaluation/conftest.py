@@ -66,11 +66,8 @@ def pretrain_arguments(root: Path, run_dir: Path) -> list[str]:
         "--config",
         "configs/cpu-smoke.yaml",
         *data[2:],
-        # CSVLogger, not `--trainer.logger false`: the lr_monitor section needs a logger.
         "--trainer.logger",
-        "CSVLogger",
-        "--trainer.logger.save_dir",
-        str(run_dir),
+        "false",
         "--trainer.default_root_dir",
         str(run_dir),
     ]

@@ -19,28 +19,13 @@ from lightning_modules.simclr import SimCLR
 from tests.evaluation.conftest import TEST_PER_CLASS, TRAIN_PER_CLASS, PretrainedRun, data_flags
 
 
-def test_knn_reads_the_data_section_of_the_runs_config_and_matches_a_direct_computation(
+def test_knn_reads_the_data_section_of_the_checkpoints_run_config_and_matches_a_direct_computation(
     pretrained_run: PretrainedRun, tmp_path: Path
 ) -> None:
-    # The saved config names trainer, model, probe, ... sections; only data is used, and the flags after
-    # it still override (num_workers) as in train.py.
-    config = pretrained_run.run_dir / "version_0" / "config.yaml"
+    # No data flag: the config.yaml of the checkpoint's run is used. It names trainer, model, probe, ...
+    # sections; only its data section is read.
     output = tmp_path / "knn"
-    results = main(
-        [
-            "knn",
-            "--ckpt",
-            str(pretrained_run.checkpoint),
-            "--config",
-            str(config),
-            "--data.num_workers",
-            "0",
-            "--k",
-            "5",
-            "--output_dir",
-            str(output),
-        ]
-    )
+    results = main(["knn", "--ckpt", str(pretrained_run.checkpoint), "--k", "5", "--output_dir", str(output)])
 
     datamodule = ImageFolderDataModule(
         str(pretrained_run.data_root), batch_size=16, num_workers=0, image_size=32

@@ -1,0 +1,26 @@
+"""A callback that holds a training subprocess at a given step, so a test can kill it there."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+MAX_PAUSE_SECONDS = 300
+
+
+class PauseOnce(pl.Callback):
+    """At the start of the batch after `step`, writes `marker` and waits (once: the marker stays)."""
+
+    def __init__(self, step: int, marker: str) -> None:
+        self.step = step
+        self.marker = Path(marker)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_step != self.step or self.marker.exists():
+            return
+        self.marker.write_text(str(self.step))
+        deadline = time.monotonic() + MAX_PAUSE_SECONDS
+        while not trainer.received_sigterm and time.monotonic() < deadline:
+            time.sleep(0.05)

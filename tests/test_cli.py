@@ -1,0 +1,102 @@
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import cli
+from cli import cli_main
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SMOKE = ["--config", str(CONFIGS / "imagefolder.yaml"), "--config", str(CONFIGS / "cpu-smoke.yaml")]
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # runs/ is relative to the working directory; W&B stays offline and local.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(cli.RUN_DIR_ENV, raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+def only_run_folder() -> Path:
+    (run_dir,) = Path("runs").iterdir()
+    return run_dir
+
+
+def test_fit_then_validate_from_the_saved_checkpoint(tiny_image_folder: Path) -> None:
+    fit = cli_main(["fit", *SMOKE, "--data.root", str(tiny_image_folder)])
+    run_dir = only_run_folder()
+    assert (run_dir / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "wandb").glob("offline-run-*"))
+    assert fit.trainer.global_step == 1  # 48 images, batch 32, drop_last: one batch per epoch
+
+    # The datamodule is the single source of image size, global batch and number of classes.
+    model, probe = fit.model, fit.trainer.callbacks
+    assert model.hparams.image_size == 32 and model.hparams.batch_size == 32
+    (online_probe,) = [c for c in probe if type(c).__name__ == "OnlineLinearProbe"]
+    assert online_probe.classifier.out_features == 4
+
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["data"]["init_args"]["root"] == str(tiny_image_folder)
+    assert saved["trainer"]["default_root_dir"] == str(run_dir)
+
+    fitted_top1 = fit.trainer.callback_metrics["val/probe_top1"]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    validate = cli_main(["validate", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(last)])
+    # Same weights, same probe, same validation images: the same accuracy, and a folder of its own.
+    torch.testing.assert_close(validate.trainer.callback_metrics["val/probe_top1"], fitted_top1)
+    (validate_dir,) = run_dir.glob("validate-*")
+    assert (validate_dir / "config.yaml").is_file()
+    assert len(list((run_dir / "checkpoints").glob("*.ckpt"))) == 2  # untouched: last + best
+
+
+def test_a_folder_holding_a_run_is_not_reused_without_resuming(tiny_image_folder: Path, capsys) -> None:
+    arguments = [*SMOKE, "--data.root", str(tiny_image_folder), "--trainer.logger", "false"]
+    cli_main(["fit", *arguments, "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"])
+    run_dir = only_run_folder()
+    before = (run_dir / "config.yaml").read_text()
+    capsys.readouterr()
+    # A user error: one line and exit status 1 (tests/test_errors.py covers the others).
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *arguments, "--trainer.default_root_dir", str(run_dir)])
+    assert exit_info.value.code == 1
+    assert re.search("^error: .*already holds a run.*--ckpt_path", capsys.readouterr().err, re.M)
+    assert (run_dir / "config.yaml").read_text() == before
+
+
+def test_each_fit_gets_a_fresh_folder(tiny_image_folder: Path) -> None:
+    arguments = [*SMOKE, "--data.root", str(tiny_image_folder), "--trainer.logger", "false"]
+    for _ in range(2):
+        cli_main(["fit", *arguments, "--trainer.fast_dev_run", "true"])
+    assert len(list(Path("runs").iterdir())) == 2
+
+
+def test_wandb_goes_offline_without_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("NETRC", str(tmp_path / "missing-netrc"))
+    cli.choose_wandb_mode()
+    assert os.environ["WANDB_MODE"] == "offline"
+
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    cli.choose_wandb_mode()
+    assert "WANDB_MODE" not in os.environ
+
+
+def test_an_explicit_wandb_mode_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    cli.choose_wandb_mode()
+    assert os.environ["WANDB_MODE"] == "disabled"
+
+
+def test_progress_bar_can_be_switched_off(tiny_image_folder: Path) -> None:
+    arguments = [*SMOKE, "--data.root", str(tiny_image_folder), "--trainer.logger", "false"]
+    arguments += ["--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false"]
+    fit = cli_main(["fit", *arguments])
+    assert fit.trainer.progress_bar_callback is None

@@ -1,0 +1,177 @@
+"""Every user mistake the issue lists ends in one `error: ...` line naming the culprit and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from cli import cli_main
+from datamodules.imagefolder import ImageFolderDataModule, UnreadableImageError, load_rgb
+from lightning_modules.simclr import SimCLR
+from reliability.errors import DEBUG_ENV
+from tests.run_helpers import smoke_args, write_image_folder
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """cli_main records the run folder and W&B id in the environment for DDP workers; start clean."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.delenv("SIMCLR_RUN_DIR", raising=False)
+    monkeypatch.delenv("SIMCLR_WANDB_RUN_ID", raising=False)
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, and far faster on a busy CPU
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    return write_image_folder(tmp_path / "images")
+
+
+def error_line(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Runs the CLI, expects exit status 1 and returns the single error line it printed."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(args)
+    assert exit_info.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, errors
+    assert "Traceback" not in errors[0]
+    return errors[0]
+
+
+def test_dataset_root_that_does_not_exist(tmp_path: Path, capsys) -> None:
+    line = error_line(smoke_args(tmp_path / "nowhere", tmp_path / "run"), capsys)
+    assert f"'{tmp_path / 'nowhere'}' does not exist" in line and "Expected layout" in line
+
+
+def test_root_without_class_folders(tmp_path: Path, capsys) -> None:
+    (tmp_path / "flat" / "train").mkdir(parents=True)
+    (tmp_path / "flat" / "val").mkdir()
+    line = error_line(smoke_args(tmp_path / "flat", tmp_path / "run"), capsys)
+    assert f"No class folders found in '{tmp_path / 'flat' / 'train'}'" in line
+
+
+def test_empty_class_folder(images: Path, tmp_path: Path, capsys) -> None:
+    (images / "train" / "c").mkdir()
+    (images / "val" / "c").mkdir()
+    line = error_line(smoke_args(images, tmp_path / "run"), capsys)
+    assert "without images" in line and "['c']" in line
+
+
+def test_unreadable_image_is_named(images: Path, tmp_path: Path, capsys) -> None:
+    # A validation image: the sanity check reads it before any training step.
+    broken = images / "val" / "a" / "0.png"
+    broken.write_bytes(b"this is not an image")
+    line = error_line(smoke_args(images, tmp_path / "run"), capsys)
+    assert f"Image file '{broken}' cannot be read" in line and "Replace or delete it" in line
+
+
+def test_truncated_image_is_named(images: Path) -> None:
+    truncated = images / "train" / "a" / "3.png"
+    truncated.write_bytes(truncated.read_bytes()[:60])
+    with pytest.raises(UnreadableImageError, match=f"Image file '{truncated}' cannot be read"):
+        load_rgb(str(truncated))
+
+
+def test_non_image_file_is_skipped_with_a_warning(images: Path) -> None:
+    (images / "train" / "a" / "notes.txt").write_text("not an image")
+    datamodule = ImageFolderDataModule(str(images), batch_size=4, num_workers=0, image_size=16)
+    with pytest.warns(UserWarning, match=r"Skipped 1 non-image file\(s\).*notes.txt"):
+        datamodule.setup("fit")
+    assert len(datamodule.train_dataset) == 16
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "expected"),
+    [("1", "batch_size=1 is too small"), ("64", "has 16 images, fewer than batch_size=64")],
+)
+def test_batch_size_too_small_or_larger_than_the_dataset(
+    images: Path, tmp_path: Path, capsys, batch_size: str, expected: str
+) -> None:
+    line = error_line(smoke_args(images, tmp_path / "run", "--data.batch_size", batch_size), capsys)
+    assert expected in line
+
+
+def test_batch_size_not_divisible_by_the_devices(images: Path, tmp_path: Path, capsys) -> None:
+    devices = ("--trainer.devices", "3", "--trainer.strategy", "ddp")
+    line = error_line(smoke_args(images, tmp_path / "run", *devices, "--data.batch_size", "4"), capsys)
+    assert "--data.batch_size 4" in line and "not divisible by the 3 devices" in line
+    assert "e.g. 3 or 6" in line
+
+
+@pytest.mark.parametrize("temperature", ["0", "-0.5"])
+def test_temperature_not_positive(images: Path, tmp_path: Path, capsys, temperature: str) -> None:
+    line = error_line(smoke_args(images, tmp_path / "run", "--model.temperature", temperature), capsys)
+    assert "--model.temperature must be > 0" in line
+
+
+def test_unknown_backbone(images: Path, tmp_path: Path, capsys) -> None:
+    line = error_line(smoke_args(images, tmp_path / "run", "--model.backbone", "resnet19"), capsys)
+    assert "Unknown backbone 'resnet19'" in line and "Did you mean" in line
+
+
+def test_checkpoint_of_another_architecture(images: Path, tmp_path: Path, capsys) -> None:
+    other = SimCLR(backbone="tiny_resnet", image_size=16, projection_dim=64, batch_size=4)
+    checkpoint = tmp_path / "other.ckpt"
+    torch.save(
+        {"state_dict": other.state_dict(), "hyper_parameters": dict(other.hparams),
+         "pytorch-lightning_version": pl.__version__},
+        checkpoint,
+    )
+    args = smoke_args(images, tmp_path / "run", "--ckpt_path", str(checkpoint))
+    line = error_line(["validate", *args[1:]], capsys)
+    assert f"Checkpoint '{checkpoint}' does not fit this model" in line
+    assert "projection_dim 64 (this run: 128)" in line
+
+
+def test_more_gpus_than_the_machine_has(images: Path, tmp_path: Path, capsys) -> None:
+    too_many = torch.cuda.device_count() + 1
+    gpus = ("--trainer.accelerator", "gpu", "--trainer.devices", str(too_many))
+    line = error_line(smoke_args(images, tmp_path / "run", *gpus), capsys)
+    assert f"--trainer.devices {too_many} asks for {too_many} GPUs" in line
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(images: Path, tmp_path: Path, capsys):
+    run = tmp_path / "run"
+    # Plain SGD at an absurd learning rate: the weights overflow within a few steps.
+    args = smoke_args(
+        images, run, "--model.optimizer", "sgd", "--model.base_lr", "1e30", "--model.warmup_epochs", "0",
+        "--step_checkpoint.every_n_train_steps", "1",
+    )
+    line = error_line(args, capsys)
+    assert "The training loss became" in line and "training stopped" in line
+    failed_step = int(line.split(" at step ")[1].split()[0])
+    last = run / "checkpoints" / "last.ckpt"
+    assert f"The last good checkpoint is kept: {last}" in line
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved["global_step"] == failed_step - 1
+    weights = [value for value in saved["state_dict"].values() if value.is_floating_point()]
+    assert all(torch.isfinite(value).all() for value in weights)
+
+
+def test_output_folder_that_already_holds_a_run(images: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("seed_everything: 0\n")
+    line = error_line(smoke_args(images, run), capsys)
+    assert f"'{run}' already holds a run" in line and "--ckpt_path" in line
+    assert (run / "config.yaml").read_text() == "seed_everything: 0\n"
+
+
+def test_resume_with_nothing_to_resume(images: Path, tmp_path: Path, capsys) -> None:
+    line = error_line(smoke_args(images, tmp_path / "run", "--ckpt_path", "last"), capsys)
+    assert "no last.ckpt in" in line and "nothing to resume" in line
+
+
+def test_debug_env_keeps_the_traceback(images: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(DEBUG_ENV, "1")
+    with pytest.raises(ValueError, match="Unknown backbone"):
+        cli_main(smoke_args(images, tmp_path / "run", "--model.backbone", "resnet19"))
