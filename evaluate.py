@@ -4,6 +4,8 @@ See README.md (Evaluation) and evaluation/cli.py.
 """
 
 from evaluation.cli import main
+from reliability.errors import reported_as_one_line
 
 if __name__ == "__main__":
-    main()
+    with reported_as_one_line():
+        main()
