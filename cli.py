@@ -22,7 +22,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from pytorch_lightning.plugins.io import CheckpointIO
 
-from callbacks import OnlineLinearProbe
+from callbacks import KNNMonitor, OnlineLinearProbe, TrainingCurves, ViewPairsGrid
 from callbacks.finite_loss import StopOnNonFiniteLoss
 from callbacks.preemption import CheckpointOnSigterm
 from callbacks.progress_bar import ReadableProgressBar
@@ -223,6 +223,10 @@ class SimCLRCLI(LightningCLI):
                 "step_checkpoint.enable_version_counter": False,
             }
         )
+        # Evaluation while training and the pictures of a run (README.md, Evaluation).
+        parser.add_lightning_class_args(KNNMonitor, "knn_monitor")
+        parser.add_lightning_class_args(TrainingCurves, "curves")
+        parser.add_lightning_class_args(ViewPairsGrid, "view_pairs")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

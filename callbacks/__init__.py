@@ -1,3 +1,6 @@
+from callbacks.knn_monitor import KNNMonitor
 from callbacks.online_probe import OnlineLinearProbe
+from callbacks.training_curves import TrainingCurves
+from callbacks.view_pairs import ViewPairsGrid
 
-__all__ = ["OnlineLinearProbe"]
+__all__ = ["KNNMonitor", "OnlineLinearProbe", "TrainingCurves", "ViewPairsGrid"]

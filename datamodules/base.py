@@ -140,6 +140,14 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
     def _download(self) -> None:
         """Fetches the data once on rank 0; datasets that cannot be downloaded keep this no-op."""
 
+    def train_images(self) -> Dataset:
+        """(PIL image, label) pairs of the training split, label -1 when unlabeled.
+
+        Public for the evaluation protocols (linear, kNN, fine-tuning, the kNN monitor), which read
+        the training images with their own transforms instead of the SimCLR views.
+        """
+        return self._pretrain_images()
+
     # ----- derived properties ------------------------------------------------------------------------
     @property
     def num_classes(self) -> int:

@@ -1,0 +1,199 @@
+"""`python evaluate.py {linear,knn,finetune,predict,export} --ckpt PATH ...`: the evaluation commands.
+
+The data commands take the same datamodule flags and config files as train.py (`--data ...`,
+`--config configs/x.yaml`, `--config runs/RUN/config.yaml`); only a config's `data` section is used,
+so a run's saved config.yaml selects the data it was trained on. Without any data flag, the
+config.yaml of the run the checkpoint belongs to is used.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+
+from datamodules.base import SimCLRDataModule
+from evaluation.commands import (
+    EvaluationInputs,
+    resolve_device,
+    run_export,
+    run_finetune,
+    run_knn,
+    run_linear,
+    run_predict,
+)
+from evaluation.finetune import FinetuneSettings
+from evaluation.results import RUN_CONFIG_FILENAME, fresh_output_dir, run_folder_of
+
+DATA_COMMANDS = ("linear", "knn", "finetune")
+CONFIG_FLAG = "--config"
+
+
+def _common_arguments(parser: ArgumentParser, data: bool, ckpt_help: str) -> None:
+    parser.add_argument("--ckpt", type=str, required=True, help=ckpt_help)
+    parser.add_argument(
+        "--output_dir",
+        type=str | None,
+        default=None,
+        help="A new folder for the results (default: <run>/eval/<command>-<timestamp>).",
+    )
+    parser.add_argument(
+        "--device", type=str, default="auto", help="auto (cuda when available), cpu or cuda:N."
+    )
+    if data:
+        parser.add_argument(
+            CONFIG_FLAG,
+            action=ActionConfigFile,
+            help="train.py config file(s); only their data section is read.",
+        )
+        parser.add_subclass_arguments(SimCLRDataModule, "data", required=True)
+        parser.add_argument(
+            "--random_init",
+            type=bool,
+            default=False,
+            help="Evaluate the checkpoint's architecture with fresh random weights (baseline).",
+        )
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="evaluate.py", description="Evaluate a SimCLR checkpoint.")
+    commands = parser.add_subcommands(dest="command")
+    simclr_ckpt = "SimCLR checkpoint written by train.py (runs/RUN/checkpoints/*.ckpt)."
+
+    linear = ArgumentParser(description="Linear evaluation on frozen features (top-1, top-5).")
+    _common_arguments(linear, data=True, ckpt_help=simclr_ckpt)
+    linear.add_argument("--epochs", type=int, default=100)
+    linear.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate of the classifier.")
+    linear.add_argument("--weight_decay", type=float, default=0.0)
+    linear.add_argument(
+        "--batch_size", type=int, default=256, help="Classifier batch (features are precomputed)."
+    )
+    linear.add_argument(
+        "--augment_copies",
+        type=int,
+        default=0,
+        help="Extra crop + flip copies of the train split to add (0: evaluation view only).",
+    )
+    linear.add_argument("--seed", type=int, default=0)
+    linear.add_argument("--embedding_plot", type=bool, default=True, help="t-SNE map of the test features.")
+    commands.add_subcommand("linear", linear)
+
+    knn = ArgumentParser(description="Weighted kNN classification (Wu et al., 2018), top-1.")
+    _common_arguments(knn, data=True, ckpt_help=simclr_ckpt)
+    knn.add_argument("--k", type=int, default=200)
+    knn.add_argument("--temperature", type=float, default=0.1)
+    commands.add_subcommand("knn", knn)
+
+    finetune = ArgumentParser(description="Fine-tune the whole network on 1%, 10% and all of the labels.")
+    _common_arguments(finetune, data=True, ckpt_help=simclr_ckpt)
+    finetune.add_argument(
+        "--fractions",
+        type=list[float],
+        default=[0.01, 0.1, 1.0],
+        help="Label fractions, each a class-balanced seeded subset of the train split.",
+    )
+    finetune.add_class_arguments(FinetuneSettings, "finetune")
+    commands.add_subcommand("finetune", finetune)
+
+    predict = ArgumentParser(description="Classify image files or folders with a saved classifier.")
+    predict.add_argument(
+        "--ckpt",
+        type=str,
+        required=True,
+        help="classifier.pt written by `evaluate.py linear` or `evaluate.py finetune`.",
+    )
+    predict.add_argument("images", type=str, nargs="+", help="Image files and/or folders of images.")
+    predict.add_argument("--top_k", type=int, default=1)
+    predict.add_argument("--device", type=str, default="auto")
+    predict.add_argument(
+        "--output_dir",
+        type=str | None,
+        default=None,
+        help="Also write predictions.json into this new folder.",
+    )
+    commands.add_subcommand("predict", predict)
+
+    export = ArgumentParser(description="Export the encoder as a torchvision state_dict (encoder.pt).")
+    _common_arguments(export, data=False, ckpt_help=simclr_ckpt)
+    commands.add_subcommand("export", export)
+    return parser
+
+
+def _only_data_sections(argv: list[str]) -> list[str]:
+    """Each --config file reduced to its data section, so train.py configs (trainer, model, probe, ...)
+    parse here; jsonargparse merges successive data sections exactly as train.py does."""
+    rewritten, index = [], 0
+    while index < len(argv):
+        argument = argv[index]
+        if argument == CONFIG_FLAG or argument.startswith(CONFIG_FLAG + "="):
+            if argument == CONFIG_FLAG:
+                index += 1
+                path = argv[index] if index < len(argv) else ""
+            else:
+                path = argument.split("=", 1)[1]
+            rewritten += [CONFIG_FLAG, _data_section(Path(path))]
+        else:
+            rewritten.append(argument)
+        index += 1
+    return rewritten
+
+
+def _data_section(path: Path) -> str:
+    if not path.is_file():
+        raise FileNotFoundError(f"Config file '{path}' ({CONFIG_FLAG}) does not exist.")
+    content = yaml.safe_load(path.read_text()) or {}
+    return json.dumps({"data": content["data"]} if "data" in content else {})
+
+
+def _with_run_config(argv: list[str]) -> list[str]:
+    """Adds --config <run>/config.yaml when no data is named and the checkpoint lies in a run folder."""
+    if len(argv) < 1 or argv[0] not in DATA_COMMANDS:
+        return argv
+    if any(arg.startswith((CONFIG_FLAG, "--data")) for arg in argv):
+        return argv
+    checkpoint = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--ckpt"), None)
+    run_folder = run_folder_of(Path(checkpoint)) if checkpoint else None
+    if run_folder is None:
+        return argv
+    return [argv[0], CONFIG_FLAG, str(run_folder / RUN_CONFIG_FILENAME), *argv[1:]]
+
+
+def main(argv: list[str] | None = None) -> object:
+    """Parse, run one command, and return what it produced (results dict, predictions or export meta)."""
+    import sys
+
+    arguments = _only_data_sections(_with_run_config(list(sys.argv[1:] if argv is None else argv)))
+    parser = build_parser()
+    config = parser.parse_args(arguments)
+    command = config.command
+    options: Namespace = config[command]
+    checkpoint = Path(options.ckpt)
+    if command == "predict":
+        predictions = run_predict(checkpoint, options.images, resolve_device(options.device), options.top_k)
+        if options.output_dir is not None:
+            folder = fresh_output_dir(options.output_dir, checkpoint, command)
+            (folder / "predictions.json").write_text(json.dumps(predictions, indent=2) + "\n")
+        return predictions
+    if command == "export":
+        return run_export(checkpoint, lambda: fresh_output_dir(options.output_dir, checkpoint, command))
+    output_dir = fresh_output_dir(options.output_dir, checkpoint, command)
+    instantiated = parser.instantiate_classes(config)[command]
+    inputs = EvaluationInputs(
+        checkpoint, instantiated.data, output_dir, resolve_device(options.device), options.random_init
+    )
+    if command == "linear":
+        return run_linear(
+            inputs,
+            options.epochs,
+            options.lr,
+            options.weight_decay,
+            options.batch_size,
+            options.augment_copies,
+            options.seed,
+            options.embedding_plot,
+        )
+    if command == "knn":
+        return run_knn(inputs, options.k, options.temperature)
+    return run_finetune(inputs, options.fractions, instantiated.finetune)

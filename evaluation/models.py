@@ -1,0 +1,104 @@
+"""Encoders out of SimCLR checkpoints, and the classifier that linear evaluation and fine-tuning save.
+
+A saved classifier carries everything prediction needs (architecture, weights, class names, image
+size and normalisation), so `evaluate.py predict` needs no datamodule and no config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lightning_modules.backbones import build_backbone
+from lightning_modules.simclr import SimCLR
+
+
+def load_simclr(checkpoint: str | Path, random_init: bool = False) -> SimCLR:
+    """The pretrained module, or (random_init) the same architecture with fresh weights as a baseline."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Checkpoint '{path}' does not exist (--ckpt). Pass a SimCLR checkpoint written by train.py, "
+            "e.g. runs/RUN/checkpoints/last.ckpt."
+        )
+    module = SimCLR.load_from_checkpoint(path, map_location="cpu")
+    if random_init:
+        module = SimCLR(**module.hparams)
+    return module
+
+
+@dataclass
+class EncoderSpec:
+    """How to rebuild an encoder: the backbone name, the image size it was built for and its stem."""
+
+    backbone: str
+    image_size: int
+    cifar_stem: bool | None
+    feature_dim: int
+
+    @classmethod
+    def of(cls, module: SimCLR) -> EncoderSpec:
+        hparams = module.hparams
+        return cls(hparams.backbone, hparams.image_size, hparams.cifar_stem, module.feature_dim)
+
+    def build(self) -> nn.Module:
+        encoder, _ = build_backbone(self.backbone, self.image_size, self.cifar_stem)
+        return encoder
+
+
+class EncoderClassifier(nn.Module):
+    """Encoder followed by a linear layer: the model linear evaluation and fine-tuning produce."""
+
+    def __init__(self, encoder: nn.Module, feature_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.head(self.encoder(images))
+
+
+@dataclass
+class ClassifierMeta:
+    """What prediction needs besides the weights; stored next to them in classifier.pt."""
+
+    encoder: EncoderSpec
+    class_names: list[str]
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    # The side of every image of the dataset it was trained on (None: images of any size); decides the
+    # resize of the evaluation transform, so prediction preprocesses exactly like evaluation.
+    native_image_size: int | None
+    protocol: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def save_classifier(model: EncoderClassifier, meta: ClassifierMeta, path: Path) -> None:
+    torch.save({"meta": asdict(meta), "state_dict": model.state_dict()}, path)
+
+
+def load_classifier(path: str | Path) -> tuple[EncoderClassifier, ClassifierMeta]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Classifier '{path}' does not exist (--ckpt). `evaluate.py linear` and `evaluate.py finetune` "
+            "write one as classifier.pt in their output folder."
+        )
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(saved, dict) or "meta" not in saved:
+        raise ValueError(
+            f"'{path}' is not a classifier saved by evaluate.py (no 'meta' entry). predict needs the "
+            "classifier.pt of `evaluate.py linear` or `evaluate.py finetune`, not a SimCLR checkpoint."
+        )
+    meta_fields = dict(saved["meta"])
+    meta_fields["encoder"] = EncoderSpec(**meta_fields["encoder"])
+    meta_fields["mean"], meta_fields["std"] = tuple(meta_fields["mean"]), tuple(meta_fields["std"])
+    meta = ClassifierMeta(**meta_fields)
+    model = EncoderClassifier(meta.encoder.build(), meta.encoder.feature_dim, len(meta.class_names))
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), meta
