@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import netrc
 import os
-import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import yaml
 from jsonargparse import Namespace, lazy_instance
 from pytorch_lightning import Callback, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from pytorch_lightning.plugins.io import CheckpointIO
 
 from callbacks import KNNMonitor, OnlineLinearProbe, TrainingCurves, ViewPairsGrid
@@ -33,15 +30,19 @@ from lightning_modules.simclr import SimCLR
 from reliability.checkpoint_io import AtomicCheckpointIO
 from reliability.code_version import code_version
 from reliability.errors import UserError, reported_as_one_line
+from reliability.run_folder import (
+    CONFIG_FILENAME,
+    RUN_DIR_ENV,
+    WANDB_ID_ENV,
+    newest_checkpoint,
+    requeued_run_dir,
+    resolve_last_checkpoint,
+    resolve_run_dir,
+    resolve_wandb_run_id,
+    saved_wandb_id,
+)
 
-RUNS_ROOT = "runs"
-CONFIG_FILENAME = "config.yaml"
-# The run folder chosen by the launching process; DDP workers started by Lightning inherit it, so
-# every rank writes into the same folder even though each parses the command line on its own.
-RUN_DIR_ENV = "SIMCLR_RUN_DIR"
 WANDB_HOST = "api.wandb.ai"
-# Like the run folder: one W&B run id per job, chosen by the launching process.
-WANDB_ID_ENV = "SIMCLR_WANDB_RUN_ID"
 # Checkpoint hyperparameters that change the shape of the weights.
 ARCHITECTURE_HPARAMS = (
     "backbone", "cifar_stem", "image_size", "projection_hidden_dim", "projection_dim", "projection_layers",
@@ -66,131 +67,6 @@ def choose_wandb_mode() -> None:
     """
     if "WANDB_MODE" not in os.environ and not wandb_has_credentials():
         os.environ["WANDB_MODE"] = "offline"
-
-
-def _launcher_job_id() -> str | None:
-    """An id shared by every rank of a job whose ranks srun or torchrun start separately, else None.
-
-    Such ranks parse the command line on their own and inherit nothing from each other, so the run
-    folder must be named after what they share. These checks mirror Lightning's own, so a plain
-    `python train.py` (also inside an interactive SLURM allocation) stays rank 0 launching the others.
-    """
-    if SLURMEnvironment.detect():
-        step = os.environ.get("SLURM_STEP_ID")
-        job = f"slurm-{os.environ['SLURM_JOB_ID']}"
-        # The step keeps two srun steps of one batch script (e.g. two fits) in separate folders.
-        return job if step is None else f"{job}.{step}"
-    if TorchElasticEnvironment.detect():
-        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
-        if run_id != "none":
-            return f"torchrun-{run_id}"
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ValueError(
-                "torchrun started this process without a run id, so its ranks cannot agree on a run "
-                "folder. Pass --rdzv-id=<a name unique to this run> (or --standalone on one machine) to "
-                "torchrun, or name the folder with --trainer.default_root_dir."
-            )
-    return None
-
-
-def _fresh_folder(parent: Path, name: str) -> Path:
-    folder, suffix = parent / name, 1
-    while folder.exists():
-        suffix += 1
-        folder = parent / f"{name}-{suffix}"
-    return folder
-
-
-def resolve_last_checkpoint(run_dir: str | None, checkpoint_dir: str | None) -> None:
-    """`--ckpt_path last` must find a checkpoint; Lightning would otherwise start over and only warn."""
-    if run_dir is None:
-        raise UserError(
-            "--ckpt_path last needs the run to resume: pass its configuration, "
-            "e.g. python train.py fit --config runs/RUN/config.yaml --ckpt_path last."
-        )
-    folder = Path(checkpoint_dir) if checkpoint_dir else Path(run_dir) / "checkpoints"
-    if not any(folder.glob("last*.ckpt")):
-        raise UserError(
-            f"--ckpt_path last: no last.ckpt in '{folder}', so there is nothing to resume. Check the run "
-            "folder, or start a new run without --ckpt_path."
-        )
-
-
-def requeued_run_dir(given: str | None) -> Path | None:
-    """The folder of this SLURM job's earlier incarnation, when SLURM requeued the job (after pre-emption).
-
-    The requeued job runs the same command; it must continue its run rather than start a new folder.
-    """
-    if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) < 1:
-        return None
-    job_id = _launcher_job_id()
-    if given is None and job_id is None:
-        return None
-    folder = Path(given) if given else Path(RUNS_ROOT) / str(job_id)
-    return folder if (folder / CONFIG_FILENAME).exists() else None
-
-
-def newest_checkpoint(run_dir: Path, checkpoint_dir: str | None) -> str | None:
-    """Lightning's SLURM checkpoint (hpc_ckpt_N.ckpt, saved on the requeue signal) or last.ckpt, the newer."""
-    folder = Path(checkpoint_dir) if checkpoint_dir else run_dir / "checkpoints"
-    candidates = [*run_dir.glob("hpc_ckpt_*.ckpt"), *folder.glob("last*.ckpt")]
-    return str(max(candidates, key=lambda path: path.stat().st_mtime)) if candidates else None
-
-
-def saved_wandb_id(run_dir: Path) -> str | None:
-    """The W&B run id in a run's config.yaml (a requeued job is launched with the original config)."""
-    saved = yaml.safe_load((run_dir / CONFIG_FILENAME).read_text()) or {}
-    logger = (saved.get("trainer") or {}).get("logger")
-    return logger.get("init_args", {}).get("id") if isinstance(logger, dict) else None
-
-
-def resolve_wandb_run_id(resuming: bool, configured: str | None) -> str:
-    """The same W&B run for a resumed run (its id is in the saved config.yaml), a new one otherwise.
-
-    A new id even when an old config.yaml is passed to repeat a run, so the repeat never appends to
-    the run it copies.
-    """
-    inherited = os.environ.get(WANDB_ID_ENV)
-    if inherited:
-        return inherited
-    # Starts with a letter: an id such as 1e234567 would be read back from config.yaml as a number.
-    run_id = configured if resuming and configured else "r" + secrets.token_hex(4)
-    os.environ[WANDB_ID_ENV] = run_id
-    return run_id
-
-
-def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
-    """The folder this run writes into, the same one for every rank of a job.
-
-    fit: `given` (a run folder) or a fresh runs/<timestamp> (runs/<job id> under srun or torchrun);
-    a folder that already holds a run is only reused to resume it. validate/test: a fresh sub-folder
-    of `given` (typically the run being evaluated, when its saved config.yaml is passed back) or of
-    runs/, so evaluations never overwrite the run they evaluate.
-    """
-    inherited = os.environ.get(RUN_DIR_ENV)
-    if inherited:
-        return Path(inherited)
-    if subcommand == "fit" and given is not None:
-        run_dir = Path(given)
-    else:
-        job_id = _launcher_job_id()
-        stamp = job_id or time.strftime("%Y%m%d-%H%M%S")
-        if subcommand == "fit":
-            parent, name = Path(RUNS_ROOT), stamp
-        else:
-            parent, name = Path(given or RUNS_ROOT), f"{subcommand}-{stamp}"
-        # Every rank of a launcher's job must name the same folder, which another rank may already have
-        # created: no suffix. Rank 0 writes config.yaml only once all ranks have joined the process
-        # group, so the check below still sees a previous run's, never this one's.
-        run_dir = parent / name if job_id else _fresh_folder(parent, name)
-    if subcommand == "fit" and (run_dir / CONFIG_FILENAME).exists() and not resuming:
-        raise FileExistsError(
-            f"'{run_dir}' already holds a run ({CONFIG_FILENAME} is there). To continue it pass "
-            f"--ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}; to start a new one choose another "
-            "--trainer.default_root_dir."
-        )
-    os.environ[RUN_DIR_ENV] = str(run_dir)
-    return run_dir
 
 
 class SimCLRCLI(LightningCLI):

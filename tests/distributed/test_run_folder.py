@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import CONFIG_FILENAME, RUN_DIR_ENV, resolve_run_dir
+from reliability.run_folder import CONFIG_FILENAME, RUN_DIR_ENV, resolve_run_dir
 
 LAUNCHER_VARIABLES = [
     "SLURM_NTASKS", "SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_JOB_NAME",

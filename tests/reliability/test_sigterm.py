@@ -11,7 +11,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from cli import cli_main, newest_checkpoint, requeued_run_dir, saved_wandb_id
+from cli import cli_main
+from reliability.run_folder import newest_checkpoint, requeued_run_dir, saved_wandb_id
 from tests.run_helpers import smoke_args, write_image_folder
 
 SIGNALLED_AT = 5  # one step into the second epoch of 4 steps
