@@ -243,29 +243,34 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
     choose_wandb_mode()
     # TF32 matmuls on Ampere+ GPUs: a large speed-up at a precision SimCLR does not notice.
     torch.set_float32_matmul_precision("high")
-    with reported_as_one_line():
-        simclr_cli = SimCLRCLI(
-            SimCLR,
-            SimCLRDataModule,
-            subclass_mode_data=True,
-            save_config_callback=SaveAndLogConfig,
-            trainer_defaults={
-                "callbacks": [lazy_instance(ReadableProgressBar)],
-                "logger": {
-                    "class_path": "pytorch_lightning.loggers.WandbLogger",
-                    "init_args": {"project": "simclr"},
+    try:
+        with reported_as_one_line():
+            simclr_cli = SimCLRCLI(
+                SimCLR,
+                SimCLRDataModule,
+                subclass_mode_data=True,
+                save_config_callback=SaveAndLogConfig,
+                trainer_defaults={
+                    "callbacks": [lazy_instance(ReadableProgressBar)],
+                    "logger": {
+                        "class_path": "pytorch_lightning.loggers.WandbLogger",
+                        "init_args": {"project": "simclr"},
+                    },
                 },
-            },
-            save_config_kwargs={"config_filename": CONFIG_FILENAME},
-            args=args,
-            run=run,
-        )
+                save_config_kwargs={"config_filename": CONFIG_FILENAME},
+                args=args,
+                run=run,
+            )
+    except BaseException:
+        # Also after an error (marked as failed): a later invocation in this process must not log into it.
+        finish_wandb_run(exit_code=1)
+        raise
     if run:
         finish_wandb_run()
     return simclr_cli
 
 
-def finish_wandb_run() -> None:
+def finish_wandb_run(exit_code: int = 0) -> None:
     """Close the W&B run a subcommand opened, so the next one in this process starts its own.
 
     WandbLogger leaves its run open after fit (for a test that might follow in the same script); a
@@ -274,4 +279,4 @@ def finish_wandb_run() -> None:
     import wandb
 
     if wandb.run is not None:
-        wandb.finish()
+        wandb.finish(exit_code=exit_code)

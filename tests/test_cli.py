@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import wandb
 import yaml
 
 import cli
@@ -100,3 +101,12 @@ def test_progress_bar_can_be_switched_off(tiny_image_folder: Path) -> None:
     arguments += ["--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false"]
     fit = cli_main(["fit", *arguments])
     assert fit.trainer.progress_bar_callback is None
+
+
+def test_a_run_that_fails_mid_training_closes_its_wandb_run(tiny_image_folder: Path) -> None:
+    # SGD at an absurd learning rate: the loss turns non-finite after the W&B run has started.
+    diverging = ["--model.optimizer", "sgd", "--model.base_lr", "1e30", "--model.warmup_epochs", "0"]
+    diverging += ["--trainer.max_epochs", "3"]
+    with pytest.raises(SystemExit):
+        cli_main(["fit", *SMOKE, "--data.root", str(tiny_image_folder), *diverging])
+    assert wandb.run is None
