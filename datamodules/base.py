@@ -192,19 +192,23 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
                 "Lower batch_size or add images."
             )
 
+    def _view_settings(self) -> dict[str, Any]:
+        """One source for both view pipelines (CPU transforms, batched GPU views), so they cannot drift."""
+        hp = self.hparams
+        return dict(
+            image_size=self.image_size,
+            mean=self.mean,
+            std=self.std,
+            jitter_strength=hp.jitter_strength,
+            min_crop_scale=hp.min_crop_scale,
+            blur=hp.blur,
+            solarize_p=self.solarize_p,
+        )
+
     def _build_train_dataset(self) -> SimCLRTrainingDataset:
         images = self._pretrain_images()
         self._check_enough_images(len(images))  # type: ignore[arg-type]
-        hp = self.hparams
-        views = simclr_view_transform(
-            self.image_size,
-            self.mean,
-            self.std,
-            hp.jitter_strength,
-            hp.min_crop_scale,
-            hp.blur,
-            self.solarize_p,
-        )
+        views = simclr_view_transform(**self._view_settings())
         probe = probe_transform(self.image_size, self.mean, self.std, self.native_image_size)
         return SimCLRTrainingDataset(images, views, probe)
 
@@ -217,18 +221,8 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         # Every rank must shuffle alike to take disjoint shares; rank 0's draw is the shared seed.
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
         self._shuffle_seed = self.trainer.strategy.broadcast(seed) if self.trainer is not None else seed
-        hp = self.hparams
         self._augmenter = BatchViewAugmenter(
-            AugmentConfig.simclr(
-                self.image_size,
-                self.mean,
-                self.std,
-                hp.jitter_strength,
-                hp.min_crop_scale,
-                hp.blur,
-                self.solarize_p,
-            ),
-            compile=self.compile_augment,
+            AugmentConfig.simclr(**self._view_settings()), compile=self.compile_augment
         )
         return CachedImageBatches(images, labels, self.batch_size, self._shuffle_seed)
 

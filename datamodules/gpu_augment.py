@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from datamodules.transforms import BLUR_MIN_IMAGE_SIZE, SMALL_IMAGE_MAX_SIZE, Triple, blur_kernel_size
+from datamodules.transforms import SMALL_IMAGE_MAX_SIZE, Triple, blur_kernel_size, uses_blur
 
 # torchvision's RandomResizedCrop defaults and its number of rejection-sampling attempts.
 DEFAULT_CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
@@ -72,7 +72,7 @@ class AugmentConfig:
             std=(float(std[0]), float(std[1]), float(std[2])),
             crop_scale=(min_crop_scale, 1.0),
             jitter_strength=jitter_strength,
-            blur=image_size >= BLUR_MIN_IMAGE_SIZE if blur is None else blur,
+            blur=uses_blur(image_size, blur),
             solarize_p=solarize_p,
         )
 

@@ -38,6 +38,11 @@ def blur_kernel_size(image_size: int) -> int:
     return kernel_size if kernel_size % 2 == 1 else kernel_size + 1
 
 
+def uses_blur(image_size: int, blur: bool | None) -> bool:
+    """blur=None follows the paper: blur only from BLUR_MIN_IMAGE_SIZE px; True/False force it."""
+    return image_size >= BLUR_MIN_IMAGE_SIZE if blur is None else blur
+
+
 def simclr_view_transform(
     image_size: int,
     mean: Sequence[float],
@@ -51,7 +56,7 @@ def simclr_view_transform(
 
     `solarize_p` > 0 adds BYOL's solarisation (threshold 128 of 255), off in SimCLR.
     """
-    use_blur = image_size >= BLUR_MIN_IMAGE_SIZE if blur is None else blur
+    use_blur = uses_blur(image_size, blur)
     s = jitter_strength
     steps: list[v2.Transform] = [
         v2.ToImage(),
