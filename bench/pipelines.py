@@ -1,0 +1,226 @@
+"""The view pipelines the benchmarks compare, each an endless source of training batches.
+
+Ours come from the project's own datamodule, built from a config file's `data:` section, so a benchmark
+follows whatever path that config picks. The peers' pipelines get the settings of that same datamodule
+(image size, crop scale, jitter strength, blur, mean/std), so every pipeline does the same augmentation.
+Every source starts from the same decoded uint8 pixels held in memory: JPEG decoding is counted for none;
+making a PIL image or tensor per item, cropping, colour, collation and normalisation are counted for all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as v1
+
+from datamodules.base import SimCLRDataModule
+from datamodules.transforms import blur_kernel_size, uses_blur
+
+Batch = dict[str, Tensor]
+BatchSource = Iterator[Batch]
+# What the pipelines do, for reports; the keys are the names accepted on the command line.
+PIPELINES = {
+    "default": "our datamodule as configured (the path the config file picks)",
+    "per_image": "our datamodule with the per-image path forced",
+    "batched": "our datamodule with the batched view path forced",
+    "peers_pil": "torchvision v1 transforms on PIL images, two views per image (x_peers baseline)",
+    "lightly": "lightly's SimCLRTransform on PIL images",
+    "kornia": "kornia.augmentation on float batches",
+}
+BASELINE = "peers_pil"
+OPTIONAL_MODULES = {"lightly": "lightly", "kornia": "kornia"}
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    """The augmentation settings of one datamodule, handed to every peer pipeline."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    jitter_strength: float
+    min_crop_scale: float
+    blur: bool
+
+    @classmethod
+    def of(cls, datamodule: SimCLRDataModule) -> ViewSettings:
+        hp = datamodule.hparams
+        size = datamodule.image_size
+        return cls(size, datamodule.mean, datamodule.std, hp.jitter_strength, hp.min_crop_scale,
+                   uses_blur(size, hp.blur))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SourceInputs:
+    """What every source is built from: a config file, its data files under `root`, the same pixels."""
+
+    config_file: Path
+    root: Path
+    pixels: np.ndarray  # [N, H, W, 3] uint8, the images written under `root`
+    batch_size: int
+    workers: int
+    device: torch.device
+
+
+def missing_dependency(pipeline: str) -> str | None:
+    """Why an optional pipeline cannot run here, or None when it can."""
+    module = OPTIONAL_MODULES.get(pipeline)
+    if module is None:
+        return None
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        return f"{module} is not importable ({err}); pip install --target DIR --no-deps {module}"
+    return None
+
+
+# ----- our datamodule ----------------------------------------------------------------------------------
+def path_override(datamodule_class: type, path: str | None) -> dict[str, Any]:
+    """Init arguments that force the batched or per-image view path (None: leave the config's choice).
+
+    Takes `view_path` when the datamodule has it; older code only had the `gpu_augment` switch.
+    """
+    if path is None:
+        return {}
+    if "view_path" in inspect.signature(datamodule_class.__init__).parameters:
+        return {"view_path": path}
+    return {"gpu_augment": path == "batched"}
+
+
+def build_datamodule(inputs: SourceInputs, path: str | None = None) -> SimCLRDataModule:
+    """The config file's datamodule, reading `inputs.root` offline, batches of `inputs.batch_size`."""
+    data = yaml.safe_load(inputs.config_file.read_text())["data"]
+    module_name, _, class_name = data["class_path"].rpartition(".")
+    datamodule_class = getattr(importlib.import_module(module_name), class_name)
+    arguments = {
+        **data.get("init_args", {}),
+        "root": str(inputs.root),
+        "download": False,
+        "num_workers": inputs.workers,
+        "batch_size": inputs.batch_size,
+        **path_override(datamodule_class, path),
+    }
+    return datamodule_class(**arguments)
+
+
+def datamodule_batches(datamodule: SimCLRDataModule, device: torch.device) -> BatchSource:
+    """The training dataloader, then `on_after_batch_transfer` (where the batched path makes its views)."""
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    while True:
+        for batch in loader:
+            moved = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+            yield datamodule.on_after_batch_transfer(moved, 0)
+
+
+# ----- the peers ---------------------------------------------------------------------------------------
+class TwoViews:
+    """Two independent views of one image by one view transform (the peers' "TwoCropTransform")."""
+
+    def __init__(self, view: Callable[[Image.Image], Tensor]) -> None:
+        self.view = view
+
+    def __call__(self, image: Image.Image) -> Sequence[Tensor]:
+        return self.view(image), self.view(image)
+
+
+class PILViews(Dataset):
+    """A PIL image per item from the in-memory pixels, as torchvision's CIFAR10/STL10 make one."""
+
+    def __init__(self, pixels: np.ndarray, two_views: Callable[[Image.Image], Sequence[Tensor]]) -> None:
+        self.pixels = pixels
+        self.two_views = two_views
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor | int]:
+        view1, view2 = self.two_views(Image.fromarray(self.pixels[index]))
+        return {"view1": view1, "view2": view2, "label": index % 10}
+
+
+def peers_view(settings: ViewSettings) -> v1.Compose:
+    """What most SimCLR ports use: torchvision v1 on PIL, the paper's augmentation."""
+    s = settings.jitter_strength
+    steps: list[Callable] = [
+        v1.RandomResizedCrop(settings.image_size, scale=(settings.min_crop_scale, 1.0)),
+        v1.RandomHorizontalFlip(),
+        v1.RandomApply([v1.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
+        v1.RandomGrayscale(p=0.2),
+    ]
+    if settings.blur:
+        blur = v1.GaussianBlur(blur_kernel_size(settings.image_size), (0.1, 2.0))
+        steps.append(v1.RandomApply([blur], p=0.5))
+    return v1.Compose([*steps, v1.ToTensor(), v1.Normalize(settings.mean, settings.std)])
+
+
+def lightly_two_views(settings: ViewSettings) -> Callable[[Image.Image], Sequence[Tensor]]:
+    from lightly.transforms.simclr_transform import SimCLRTransform  # optional: not a dependency
+
+    return SimCLRTransform(
+        input_size=settings.image_size,
+        cj_strength=settings.jitter_strength,
+        min_scale=settings.min_crop_scale,
+        gaussian_blur=0.5 if settings.blur else 0.0,
+        normalize={"mean": list(settings.mean), "std": list(settings.std)},
+    )
+
+
+def pil_batches(inputs: SourceInputs, two_views: Callable[[Image.Image], Sequence[Tensor]]) -> BatchSource:
+    loader = DataLoader(
+        PILViews(inputs.pixels, two_views), batch_size=inputs.batch_size, shuffle=True, drop_last=True,
+        num_workers=inputs.workers, persistent_workers=inputs.workers > 0,
+        pin_memory=inputs.device.type == "cuda",
+    )  # fmt: skip
+    while True:
+        for batch in loader:
+            yield {key: value.to(inputs.device, non_blocking=True) for key, value in batch.items()}
+
+
+def kornia_batches(inputs: SourceInputs, settings: ViewSettings) -> BatchSource:
+    import kornia.augmentation as K  # optional: not a dependency
+
+    s = settings.jitter_strength
+    size = settings.image_size
+    steps = [
+        K.RandomResizedCrop((size, size), scale=(settings.min_crop_scale, 1.0)),
+        K.RandomHorizontalFlip(),
+        K.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=0.8),
+        K.RandomGrayscale(p=0.2),
+    ]
+    if settings.blur:
+        kernel = blur_kernel_size(size)
+        steps.append(K.RandomGaussianBlur((kernel, kernel), (0.1, 2.0), p=0.5))
+    normalise = K.Normalize(torch.tensor(settings.mean), torch.tensor(settings.std))
+    augment = K.AugmentationSequential(*steps, normalise).to(inputs.device)
+    images = torch.from_numpy(inputs.pixels).permute(0, 3, 1, 2).contiguous().to(inputs.device)
+    while True:
+        indices = torch.randint(0, len(images), (inputs.batch_size,), device=inputs.device)
+        batch = images[indices].float().div_(255)
+        yield {"view1": augment(batch), "view2": augment(batch)}
+
+
+def build_source(pipeline: str, inputs: SourceInputs) -> BatchSource:
+    """An endless source of `pipeline`'s training batches; each batch holds view1 and view2 [B, 3, S, S]."""
+    if pipeline in ("default", "per_image", "batched"):
+        path = None if pipeline == "default" else pipeline
+        return datamodule_batches(build_datamodule(inputs, path), inputs.device)
+    settings = ViewSettings.of(build_datamodule(inputs))
+    if pipeline == "peers_pil":
+        return pil_batches(inputs, TwoViews(peers_view(settings)))
+    if pipeline == "lightly":
+        return pil_batches(inputs, lightly_two_views(settings))
+    if pipeline == "kornia":
+        return kornia_batches(inputs, settings)
+    raise ValueError(f"unknown pipeline '{pipeline}'; choose from {', '.join(PIPELINES)}")

@@ -1,0 +1,165 @@
+"""Per-core SimCLR views per second: our default path, our per-image path and the peers', interleaved.
+
+    python bench/views.py                          # cifar10 (32 px) and stl10 (96 px), ~2-4 minutes
+    python bench/views.py --json views.json        # also writes machine block + rows as JSON
+    PYTHONPATH=/tmp/bench-pkgs python bench/views.py   # with lightly and kornia installed there
+    python bench/views.py --smoke                  # seconds, tiny synthetic data (the test runs this)
+
+One thread (torch.set_num_threads(1)), one process, DataLoaders with num_workers=0: the figure is what
+one CPU core delivers, the number that decides how many cores keep a GPU busy. Each round times one
+batch of every pipeline in turn (A, B, C, A, B, C, ...), so load drift on a shared machine hits all
+alike; a figure is the median over the rounds, and x_peers is that median over `peers_pil`'s.
+
+Pipelines (bench/pipelines.py): `default` is the project's datamodule built from the config file's
+`data:` section (configs/cifar10.yaml, configs/stl10.yaml), so it measures whatever path the config
+picks: its train dataloader, then `on_after_batch_transfer`, where the batched path makes its views.
+`per_image` and `batched` force one path in that same datamodule. `peers_pil` (torchvision v1 on PIL),
+`lightly` (SimCLRTransform) and `kornia` (kornia.augmentation) are the peers, the last two only when
+importable (install them outside the project: pip install --target /tmp/bench-pkgs --no-deps lightly
+kornia kornia_rs). Every pipeline uses the config's own settings (cifar10: jitter strength 0.5, no
+blur; stl10: jitter strength 1.0, blur with p=0.5), so all do the same augmentation.
+
+Data: the first --images CIFAR-10 training JPEGs, decoded once, written in the official CIFAR-10 format
+(and for stl10 upscaled to 96 px and written as the STL-10 binaries) in a temporary folder that the
+datamodule reads with download off (bench/real_data.py). Decoding is counted for no pipeline: all start
+from the same decoded pixels in memory. A view is one augmented training image; 2 are counted per
+image. Our pipelines also make the probe view (extra work, not counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# Run as `python bench/views.py`: make the repository's packages importable.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.pipelines import (  # noqa: E402
+    BASELINE,
+    PIPELINES,
+    SourceInputs,
+    build_source,
+    missing_dependency,
+)
+from bench.real_data import CIFAR10_JPEG_ROOT, jpeg_pixels, official_files, synthetic_pixels, upscale  # noqa: E402
+from bench.report import load_average, machine_info, markdown_table, write_json  # noqa: E402
+
+CONFIG_SIZES = {"cifar10": 32, "stl10": 96}
+DEFAULT_PIPELINES = ("default", "per_image", "peers_pil", "lightly", "kornia")
+MEASURE = "views_per_core"
+TABLE_COLUMNS = ("config", "pipeline", "views_per_s", "x_peers", "min", "max", "rounds")
+
+
+def interleaved_rates(
+    sources: dict[str, Any], batch_size: int, rounds: int, warmup: int
+) -> dict[str, list[float]]:
+    """Views/s of one batch of each source per round, sources in turn; warm-up rounds are not kept."""
+    rates: dict[str, list[float]] = {name: [] for name in sources}
+    for round_index in range(warmup + rounds):
+        for name, source in sources.items():
+            start = time.perf_counter()
+            batch = next(source)
+            elapsed = time.perf_counter() - start
+            if batch["view1"].shape[0] != batch_size or batch["view2"].shape != batch["view1"].shape:
+                shape = tuple(batch["view1"].shape)
+                raise RuntimeError(f"{name} made views of shape {shape}, not a batch of {batch_size}")
+            if round_index >= warmup:
+                rates[name].append(2 * batch_size / elapsed)
+    return rates
+
+
+def summarise(config: str, rates: dict[str, list[float]]) -> list[dict[str, Any]]:
+    baseline = statistics.median(rates[BASELINE])
+    rows = []
+    for pipeline, values in rates.items():
+        median = statistics.median(values)
+        rows.append({
+            "config": config, "measure": MEASURE, "pipeline": pipeline, "views_per_s": median,
+            "x_peers": median / baseline, "rounds": len(values), "median": median,
+            "min": min(values), "max": max(values), "rates": values, "what": PIPELINES[pipeline],
+        })  # fmt: skip
+    return rows
+
+
+def measure_config(
+    config: str, pixels: np.ndarray, pipelines: list[str], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    size = CONFIG_SIZES[config]
+    pixels = upscale(pixels, size)
+    with tempfile.TemporaryDirectory(prefix=f"bench-views-{config}-") as folder:
+        with official_files(Path(folder), size, pixels):
+            inputs = SourceInputs(
+                config_file=args.config_dir / f"{config}.yaml", root=Path(folder), pixels=pixels,
+                batch_size=args.batch_size, workers=0, device=torch.device("cpu"),
+            )  # fmt: skip
+            sources = {pipeline: build_source(pipeline, inputs) for pipeline in pipelines}
+            rates = interleaved_rates(sources, args.batch_size, args.rounds, args.warmup)
+    return summarise(config, rates)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--configs", default="cifar10,stl10", help=f"any of {', '.join(CONFIG_SIZES)}")
+    parser.add_argument(
+        "--pipelines", default=",".join(DEFAULT_PIPELINES), help=f"any of {', '.join(PIPELINES)}"
+    )
+    parser.add_argument("--images", type=int, default=2000, help="CIFAR-10 training JPEGs used")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per batch (one batch per round)")
+    parser.add_argument("--rounds", type=int, default=9, help="timed rounds; figures are their medians")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    parser.add_argument("--jpeg-root", type=Path, default=CIFAR10_JPEG_ROOT, help="CIFAR-10 as JPEG folders")
+    parser.add_argument("--config-dir", type=Path, default=REPO_ROOT / "configs", help="holds <config>.yaml")
+    parser.add_argument("--smoke", action="store_true", help="tiny synthetic data, 3 rounds: runs in seconds")
+    parser.add_argument("--json", type=Path, help="write {'machine': ..., 'results': [...]} here")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.images, args.batch_size, args.rounds, args.warmup = 16, 8, 3, 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    torch.set_num_threads(1)  # per core: a second thread would also share the machine's other core
+    torch.manual_seed(0)
+    configs = args.configs.split(",")
+    requested = args.pipelines.split(",")
+    unknown = [c for c in configs if c not in CONFIG_SIZES] + [p for p in requested if p not in PIPELINES]
+    if unknown or BASELINE not in requested:
+        raise SystemExit(f"--configs/--pipelines: unknown {unknown} or no '{BASELINE}' (the baseline)")
+    skipped = {p: reason for p in requested if (reason := missing_dependency(p)) is not None}
+    pipelines = [p for p in requested if p not in skipped]
+    command = "python bench/views.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    machine = machine_info(command.strip(), torch.device("cpu"))
+    if args.smoke:
+        pixels, machine["images"] = synthetic_pixels(args.images, 32), f"{args.images} synthetic (smoke)"
+    else:
+        pixels = jpeg_pixels(args.jpeg_root, args.images)
+        machine["images"] = f"the first {args.images} JPEGs of {args.jpeg_root}/train, round-robin by class"
+    machine["batch_size"] = args.batch_size
+    results = []
+    for config in configs:
+        results.extend(measure_config(config, pixels, pipelines, args))
+        print(f"# measured {config}, load average {load_average()}", file=sys.stderr, flush=True)
+    machine["load_average_end"] = load_average()
+    print("\n".join(f"{key}: {value}" for key, value in machine.items()))
+    print(markdown_table(results, TABLE_COLUMNS))
+    for pipeline, reason in skipped.items():
+        print(f"skipped {pipeline}: {reason}")
+    if args.json is not None:
+        write_json(args.json, machine, results, skipped=skipped)
+    return {"machine": machine, "results": results, "skipped": skipped}
+
+
+if __name__ == "__main__":
+    main()
