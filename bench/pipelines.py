@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ class SourceInputs:
     batch_size: int
     workers: int
     device: torch.device
+    datamodule_args: dict[str, Any] = field(default_factory=dict)  # e.g. compile_augment
 
 
 def missing_dependency(pipeline: str) -> str | None:
@@ -109,6 +110,7 @@ def build_datamodule(inputs: SourceInputs, path: str | None = None) -> SimCLRDat
         "download": False,
         "num_workers": inputs.workers,
         "batch_size": inputs.batch_size,
+        **inputs.datamodule_args,
         **path_override(datamodule_class, path),
     }
     return datamodule_class(**arguments)

@@ -62,11 +62,16 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def _cifar_batch(path: Path, pixels: np.ndarray) -> list[str]:
+def labels_of(count: int) -> np.ndarray:
+    """Image i is of class i % 10: true of `jpeg_pixels`' round-robin order while every class has images."""
+    return np.arange(count) % 10
+
+
+def _cifar_batch(path: Path, pixels: np.ndarray, labels: np.ndarray) -> list[str]:
     # Rows are channel-planar (1024 red, 1024 green, 1024 blue values, each row-major), as the official files.
     data = pixels.transpose(0, 3, 1, 2).reshape(len(pixels), -1)
-    labels = [index % 10 for index in range(len(pixels))]
-    path.write_bytes(pickle.dumps({"data": data, "labels": labels, "batch_label": path.name}, protocol=2))
+    content = {"data": data, "labels": labels.tolist(), "batch_label": path.name}
+    path.write_bytes(pickle.dumps(content, protocol=2))
     return [path.name, _md5(path)]
 
 
@@ -74,9 +79,14 @@ def write_cifar10(root: Path, pixels: np.ndarray) -> dict[str, object]:
     """Writes `pixels` [N, 32, 32, 3] as cifar-10-batches-py; returns the CIFAR10 attributes to patch."""
     folder = root / CIFAR10.base_folder
     folder.mkdir(parents=True)
-    chunks = np.array_split(pixels, CIFAR_TRAIN_BATCHES)
-    train_list = [_cifar_batch(folder / f"data_batch_{i}", c) for i, c in enumerate(chunks, start=1)]
-    test_list = [_cifar_batch(folder / "test_batch", pixels[:TEST_IMAGES])]
+    pixel_chunks = np.array_split(pixels, CIFAR_TRAIN_BATCHES)
+    label_chunks = np.array_split(labels_of(len(pixels)), CIFAR_TRAIN_BATCHES)
+    train_list = [
+        _cifar_batch(folder / f"data_batch_{i}", chunk, labels)
+        for i, (chunk, labels) in enumerate(zip(pixel_chunks, label_chunks, strict=True), start=1)
+    ]
+    test = pixels[:TEST_IMAGES]
+    test_list = [_cifar_batch(folder / "test_batch", test, labels_of(len(test)))]
     meta = folder / "batches.meta"
     meta.write_bytes(pickle.dumps({"label_names": [f"class_{k}" for k in range(10)]}, protocol=2))
     return {
@@ -93,7 +103,7 @@ def _stl_images(path: Path, pixels: np.ndarray) -> list[str]:
 
 
 def _stl_labels(path: Path, count: int) -> list[str]:
-    (np.arange(count) % 10 + 1).astype(np.uint8).tofile(path)  # 1-based on disk
+    (labels_of(count) + 1).astype(np.uint8).tofile(path)  # 1-based on disk
     return [path.name, _md5(path)]
 
 

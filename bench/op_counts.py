@@ -1,0 +1,50 @@
+"""Counts the aten operations a function runs that launch a kernel on an accelerator.
+
+On a GPU, small batched augmentations are paced by kernel launches, not by pixels, so the number of
+launching ops is the figure to cut; counted on CPU it is the same number (eager PyTorch dispatches the
+same aten ops on every device). Ops that only make a new view of existing memory (view, expand,
+permute, slice, select, unsqueeze, ...) and allocations without a fill (empty, empty_strided) launch
+nothing and are not counted; everything else is, in-place ops and copies included.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# Allocations whose memory is not written, and a view whose schema does not say it aliases: no kernel.
+NON_LAUNCHING = frozenset(
+    {"aten::empty.memory_format", "aten::empty_strided", "aten::empty_like", "aten::_unsafe_view"}
+)
+
+
+def is_kernel_launching(op: torch._ops.OpOverload) -> bool:
+    """False for view and metadata ops (their outputs alias an input without writing) and bare allocations."""
+    schema = op._schema
+    if schema.name + ("." + schema.overload_name if schema.overload_name else "") in NON_LAUNCHING:
+        return False
+    returns_alias = any(r.alias_info is not None and not r.alias_info.is_write for r in schema.returns)
+    return not returns_alias
+
+
+class _Counting(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if is_kernel_launching(func):
+            self.counts[str(func.overloadpacket.__name__) + "." + func._overloadname] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_aten_ops(fn: Callable[[], Any]) -> Counter[str]:
+    """Kernel-launching aten ops run by `fn()`, by name ("add.Tensor": 3, ...)."""
+    mode = _Counting()
+    with mode:
+        fn()
+    return mode.counts

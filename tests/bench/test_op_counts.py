@@ -1,0 +1,27 @@
+"""count_aten_ops counts the ops that launch kernels and nothing else."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.op_counts import count_aten_ops
+
+
+def test_views_and_bare_allocations_are_not_counted_compute_and_copies_are() -> None:
+    images = torch.rand(4, 3, 8, 8)
+
+    def work() -> None:
+        flat = images.permute(0, 2, 3, 1).reshape(4, -1)  # a copy: permuted memory is not contiguous
+        scaled = flat[:, :10].unsqueeze(0).expand(2, 4, 10) * 2.0
+        torch.empty(5).fill_(1.0)
+        scaled.add_(1.0).sum().item()
+
+    counts = count_aten_ops(work)
+    assert counts == {
+        "clone.default": 1,
+        "mul.Tensor": 1,
+        "fill_.Scalar": 1,
+        "add_.Tensor": 1,
+        "sum.default": 1,
+        "_local_scalar_dense.default": 1,
+    }
