@@ -37,11 +37,18 @@ from bench.report import machine_info, write_json  # noqa: E402
 TOP_OPS = 15
 
 
-def batched_views_counts(inputs: SourceInputs, compile_augment: bool) -> dict[str, Any]:
+def batched_views_counts(batch_size: int, compile_augment: bool) -> dict[str, Any]:
     """Eager ops of one `on_after_batch_transfer` call (the second one, after any compilation)."""
-    datamodule = build_datamodule(inputs, "batched")
-    datamodule.compile_augment = compile_augment
-    datamodule.setup("fit")
+    pixels = synthetic_pixels(batch_size, 32)
+    with tempfile.TemporaryDirectory(prefix="bench-counts-") as folder:
+        with official_files(Path(folder), 32, pixels):
+            inputs = SourceInputs(
+                config_file=REPO_ROOT / "configs" / "cifar10.yaml", root=Path(folder), pixels=pixels,
+                batch_size=batch_size, workers=0, device=torch.device("cpu"),
+                datamodule_args={"compile_augment": compile_augment},
+            )  # fmt: skip
+            datamodule = build_datamodule(inputs, "batched")
+            datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
     kernels_before = compile_stats()
     views = datamodule.on_after_batch_transfer(dict(batch), 0)  # the first call compiles, if asked
@@ -88,19 +95,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     torch.manual_seed(0)
     command = "python bench/counts.py " + " ".join(sys.argv[1:] if argv is None else argv)
     machine = machine_info(command.strip(), torch.device("cpu"))
-    pixels = synthetic_pixels(args.batch_size, 32)
     modes = {"eager": False, **({"compiled": True} if args.compile else {})}
-    rows = []
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-counts-") as folder,
-        official_files(Path(folder), 32, pixels),
-    ):
-        inputs = SourceInputs(
-            config_file=REPO_ROOT / "configs" / "cifar10.yaml", root=Path(folder.name), pixels=pixels,
-            batch_size=args.batch_size, workers=0, device=torch.device("cpu"),
-        )  # fmt: skip
-        for mode, compile_augment in modes.items():
-            rows.append(summary_row(mode, batched_views_counts(inputs, compile_augment)))
+    rows = [summary_row(mode, batched_views_counts(args.batch_size, on)) for mode, on in modes.items()]
     for row in rows:
         print(f"{row['mode']}: {row['ops']} kernel-launching aten ops for views {row['shapes']}")
         if row["mode"] == "compiled":
