@@ -35,15 +35,21 @@ from bench.real_data import official_files, synthetic_pixels  # noqa: E402
 from bench.report import machine_info, write_json  # noqa: E402
 
 TOP_OPS = 15
+CONFIG_SIZES = {"cifar10": 32, "stl10": 96}
 
 
-def batched_views_counts(batch_size: int, compile_augment: bool) -> dict[str, Any]:
-    """Eager ops of one `on_after_batch_transfer` call (the second one, after any compilation)."""
-    pixels = synthetic_pixels(batch_size, 32)
+def batched_views_counts(batch_size: int, compile_augment: bool, config: str = "cifar10") -> dict[str, Any]:
+    """Eager ops of one `on_after_batch_transfer` call (the second one, after any compilation).
+
+    "pixel_ops" are the ops with an output of at least one full-size plane per image (B x S x S
+    elements): on a GPU their memory traffic, not only their launch, costs time at larger sizes.
+    """
+    size = CONFIG_SIZES[config]
+    pixels = synthetic_pixels(batch_size, size)
     with tempfile.TemporaryDirectory(prefix="bench-counts-") as folder:
-        with official_files(Path(folder), 32, pixels):
+        with official_files(Path(folder), size, pixels):
             inputs = SourceInputs(
-                config_file=REPO_ROOT / "configs" / "cifar10.yaml", root=Path(folder), pixels=pixels,
+                config_file=REPO_ROOT / "configs" / f"{config}.yaml", root=Path(folder), pixels=pixels,
                 batch_size=batch_size, workers=0, device=torch.device("cpu"),
                 datamodule_args={"compile_augment": compile_augment},
             )  # fmt: skip
@@ -53,9 +59,11 @@ def batched_views_counts(batch_size: int, compile_augment: bool) -> dict[str, An
     kernels_before = compile_stats()
     views = datamodule.on_after_batch_transfer(dict(batch), 0)  # the first call compiles, if asked
     compiled = {key: value - kernels_before[key] for key, value in compile_stats().items()}
-    counts = count_aten_ops(lambda: datamodule.on_after_batch_transfer(dict(batch), 0))
+    make_views = lambda: datamodule.on_after_batch_transfer(dict(batch), 0)  # noqa: E731
+    counts = count_aten_ops(make_views)
+    pixel_ops = sum(count_aten_ops(make_views, min_elements=batch_size * size * size).values())
     shapes = {key: list(value.shape) for key, value in views.items() if isinstance(value, torch.Tensor)}
-    return {"ops": counts, "compiled": compiled, "shapes": shapes}
+    return {"ops": counts, "pixel_ops": pixel_ops, "compiled": compiled, "shapes": shapes}
 
 
 def compile_stats() -> dict[str, int]:
@@ -69,12 +77,14 @@ def compile_stats() -> dict[str, int]:
     }
 
 
-def summary_row(mode: str, result: dict[str, Any]) -> dict[str, Any]:
+def summary_row(config: str, mode: str, result: dict[str, Any]) -> dict[str, Any]:
     ops: Counter[str] = result["ops"]
     row = {
+        "config": config,
         "measure": "launching_aten_ops",
         "mode": mode,
         "ops": sum(ops.values()),
+        "pixel_ops": result["pixel_ops"],
         "shapes": result["shapes"],
     }
     row["by_op"] = dict(ops.most_common())
@@ -87,6 +97,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--config", choices=tuple(CONFIG_SIZES), default="cifar10", help="its .yaml")
     parser.add_argument("--batch-size", type=int, default=512, help="images in the counted batch")
     parser.add_argument("--compile", action="store_true", help="also count with --data.compile_augment")
     parser.add_argument("--json", type=Path, help="write {'machine': ..., 'results': [...]} here")
@@ -96,9 +107,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     command = "python bench/counts.py " + " ".join(sys.argv[1:] if argv is None else argv)
     machine = machine_info(command.strip(), torch.device("cpu"))
     modes = {"eager": False, **({"compiled": True} if args.compile else {})}
-    rows = [summary_row(mode, batched_views_counts(args.batch_size, on)) for mode, on in modes.items()]
+    rows = [
+        summary_row(args.config, mode, batched_views_counts(args.batch_size, on, args.config))
+        for mode, on in modes.items()
+    ]
     for row in rows:
-        print(f"{row['mode']}: {row['ops']} kernel-launching aten ops for views {row['shapes']}")
+        print(f"{row['config']}, {row['mode']}: {row['ops']} kernel-launching aten ops, "
+              f"{row['pixel_ops']} of them on whole images, for views {row['shapes']}")  # fmt: skip
         if row["mode"] == "compiled":
             print(f"  generated kernels {row['generated_kernels']}, graphs {row['graphs']}, "
                   f"graph breaks {row['graph_breaks']} (ops above: the eager ones around them)")  # fmt: skip

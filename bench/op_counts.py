@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.utils._pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 # Allocations whose memory is not written, and a view whose schema does not say it aliases: no kernel.
@@ -31,20 +32,31 @@ def is_kernel_launching(op: torch._ops.OpOverload) -> bool:
     return not returns_alias
 
 
+def _largest_output(result: Any) -> int:
+    tensors = [t for t in pytree.tree_leaves(result) if isinstance(t, torch.Tensor)]
+    return max((t.numel() for t in tensors), default=0)
+
+
 class _Counting(TorchDispatchMode):
-    def __init__(self) -> None:
+    def __init__(self, min_elements: int) -> None:
         super().__init__()
+        self.min_elements = min_elements
         self.counts: Counter[str] = Counter()
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if is_kernel_launching(func):
+        result = func(*args, **(kwargs or {}))
+        if is_kernel_launching(func) and _largest_output(result) >= self.min_elements:
             self.counts[str(func.overloadpacket.__name__) + "." + func._overloadname] += 1
-        return func(*args, **(kwargs or {}))
+        return result
 
 
-def count_aten_ops(fn: Callable[[], Any]) -> Counter[str]:
-    """Kernel-launching aten ops run by `fn()`, by name ("add.Tensor": 3, ...)."""
-    mode = _Counting()
+def count_aten_ops(fn: Callable[[], Any], min_elements: int = 0) -> Counter[str]:
+    """Kernel-launching aten ops run by `fn()`, by name ("add.Tensor": 3, ...).
+
+    `min_elements` > 0 counts only ops with an output of at least that many elements: e.g. the ops that
+    touch whole images, whose memory traffic (not their launch) sets their cost on a GPU at large sizes.
+    """
+    mode = _Counting(min_elements)
     with mode:
         fn()
     return mode.counts

@@ -25,3 +25,16 @@ def test_views_and_bare_allocations_are_not_counted_compute_and_copies_are() -> 
         "sum.default": 1,
         "_local_scalar_dense.default": 1,
     }
+
+
+def test_min_elements_keeps_only_the_ops_with_a_large_enough_output() -> None:
+    images = torch.rand(4, 3, 8, 8)
+    factors = torch.rand(4)
+
+    def work() -> None:
+        scaled = factors * 2.0  # 4 elements
+        (images * scaled.view(4, 1, 1, 1)).mean(dim=1)  # 768 elements, then 256
+
+    assert count_aten_ops(work, min_elements=256) == {"mul.Tensor": 1, "mean.dim": 1}
+    assert count_aten_ops(work, min_elements=257) == {"mul.Tensor": 1}
+    assert count_aten_ops(work) == {"mul.Tensor": 2, "mean.dim": 1}
