@@ -51,12 +51,11 @@ from bench.pipelines import (  # noqa: E402
     missing_dependency,
 )
 from bench.real_data import CIFAR10_JPEG_ROOT, jpeg_pixels, official_files, synthetic_pixels, upscale  # noqa: E402
-from bench.report import load_average, machine_info, markdown_table, write_json  # noqa: E402
+from bench.report import load_average, machine_info, write_json  # noqa: E402
 
 CONFIG_SIZES = {"cifar10": 32, "stl10": 96}
 DEFAULT_PIPELINES = ("default", "per_image", "peers_pil", "lightly", "kornia")
 MEASURE = "views_per_core"
-TABLE_COLUMNS = ("config", "pipeline", "views_per_s", "x_peers", "min", "max", "rounds")
 
 
 def interleaved_rates(
@@ -106,6 +105,27 @@ def measure_config(
     return summarise(config, rates)
 
 
+def wide_table(rows: list[dict[str, Any]]) -> str:
+    """Pipelines down, configs across: the layout of BENCHMARKS.md, ready to paste."""
+    configs = list(dict.fromkeys(row["config"] for row in rows))
+    by_key = {(row["config"], row["pipeline"]): row for row in rows}
+    header = "| per-core views/s | " + " | ".join(
+        f"{config} ({CONFIG_SIZES[config]} px), median (min-max) | x peers" for config in configs
+    )
+    lines = [header + " |", "|---|" + "---:|---:|" * len(configs)]
+    for pipeline in dict.fromkeys(row["pipeline"] for row in rows):
+        cells = []
+        for config in configs:
+            row = by_key.get((config, pipeline))
+            if row is None:
+                cells += ["-", "-"]
+            else:
+                spread = f"{row['median']:,.0f} ({row['min']:,.0f}-{row['max']:,.0f})"
+                cells += [spread, f"{row['x_peers']:.2f}"]
+        lines.append(f"| {pipeline} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -153,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"# measured {config}, load average {load_average()}", file=sys.stderr, flush=True)
     machine["load_average_end"] = load_average()
     print("\n".join(f"{key}: {value}" for key, value in machine.items()))
-    print(markdown_table(results, TABLE_COLUMNS))
+    print(wide_table(results))
     for pipeline, reason in skipped.items():
         print(f"skipped {pipeline}: {reason}")
     if args.json is not None:

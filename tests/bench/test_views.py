@@ -48,4 +48,4 @@ def test_smoke_run_writes_every_pipeline_with_consistent_figures(tmp_path: Path)
             assert row["median"] == row["views_per_s"] == statistics.median(row["rates"])
             assert row["min"] <= row["median"] <= row["max"]
             assert math.isclose(row["x_peers"], row["views_per_s"] / baseline, rel_tol=1e-12), pipeline
-            assert f"| {config} | {pipeline} |" in completed.stdout
+            assert f"{row['median']:,.0f} ({row['min']:,.0f}-{row['max']:,.0f})" in completed.stdout
