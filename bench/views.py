@@ -8,7 +8,10 @@
 One thread (torch.set_num_threads(1)), one process, DataLoaders with num_workers=0: the figure is what
 one CPU core delivers, the number that decides how many cores keep a GPU busy. Each round times one
 batch of every pipeline in turn (A, B, C, A, B, C, ...), so load drift on a shared machine hits all
-alike; a figure is the median over the rounds, and x_peers is that median over `peers_pil`'s.
+alike; a figure is the median over the rounds, and x_peers is that median over `peers_pil`'s. The
+clock is this process's CPU time by default (views per core-second: on a machine shared with other
+jobs, time the core was taken away is not counted); --clock wall times elapsed seconds instead, and
+each row of the JSON has the other clock's median too.
 
 Pipelines (bench/pipelines.py): `default` is the project's datamodule built from the config file's
 `data:` section (configs/cifar10.yaml, configs/stl10.yaml), so it measures whatever path the config
@@ -60,31 +63,40 @@ MEASURE = "views_per_core"
 
 def interleaved_rates(
     sources: dict[str, Any], batch_size: int, rounds: int, warmup: int
-) -> dict[str, list[float]]:
-    """Views/s of one batch of each source per round, sources in turn; warm-up rounds are not kept."""
-    rates: dict[str, list[float]] = {name: [] for name in sources}
+) -> dict[str, dict[str, list[float]]]:
+    """Views/s of one batch of each source per round, sources in turn; warm-up rounds are not kept.
+
+    Each batch is timed by two clocks: "cpu" (this process's CPU time: what the views cost one core,
+    robust to other jobs taking the core away) and "wall" (what a loader would deliver on this machine now).
+    """
+    rates: dict[str, dict[str, list[float]]] = {name: {"cpu": [], "wall": []} for name in sources}
     for round_index in range(warmup + rounds):
         for name, source in sources.items():
-            start = time.perf_counter()
+            cpu_start, wall_start = time.process_time(), time.perf_counter()
             batch = next(source)
-            elapsed = time.perf_counter() - start
+            cpu, wall = time.process_time() - cpu_start, time.perf_counter() - wall_start
             if batch["view1"].shape[0] != batch_size or batch["view2"].shape != batch["view1"].shape:
                 shape = tuple(batch["view1"].shape)
                 raise RuntimeError(f"{name} made views of shape {shape}, not a batch of {batch_size}")
             if round_index >= warmup:
-                rates[name].append(2 * batch_size / elapsed)
+                rates[name]["cpu"].append(2 * batch_size / cpu)
+                rates[name]["wall"].append(2 * batch_size / wall)
     return rates
 
 
-def summarise(config: str, rates: dict[str, list[float]]) -> list[dict[str, Any]]:
-    baseline = statistics.median(rates[BASELINE])
+def summarise(config: str, rates: dict[str, dict[str, list[float]]], clock: str) -> list[dict[str, Any]]:
+    """One row per pipeline: the median of `clock`'s rates and x_peers against peers_pil's median."""
+    baseline = statistics.median(rates[BASELINE][clock])
+    other = "wall" if clock == "cpu" else "cpu"
     rows = []
-    for pipeline, values in rates.items():
+    for pipeline, by_clock in rates.items():
+        values = by_clock[clock]
         median = statistics.median(values)
         rows.append({
             "config": config, "measure": MEASURE, "pipeline": pipeline, "views_per_s": median,
-            "x_peers": median / baseline, "rounds": len(values), "median": median,
-            "min": min(values), "max": max(values), "rates": values, "what": PIPELINES[pipeline],
+            "x_peers": median / baseline, "clock": clock, "rounds": len(values), "median": median,
+            "min": min(values), "max": max(values), "rates": values,
+            f"{other}_views_per_s": statistics.median(by_clock[other]), "what": PIPELINES[pipeline],
         })  # fmt: skip
     return rows
 
@@ -102,7 +114,7 @@ def measure_config(
             )  # fmt: skip
             sources = {pipeline: build_source(pipeline, inputs) for pipeline in pipelines}
             rates = interleaved_rates(sources, args.batch_size, args.rounds, args.warmup)
-    return summarise(config, rates)
+    return summarise(config, rates, args.clock)
 
 
 def wide_table(rows: list[dict[str, Any]]) -> str:
@@ -140,6 +152,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     parser.add_argument("--jpeg-root", type=Path, default=CIFAR10_JPEG_ROOT, help="CIFAR-10 as JPEG folders")
     parser.add_argument("--config-dir", type=Path, default=REPO_ROOT / "configs", help="holds <config>.yaml")
+    parser.add_argument(
+        "--clock", choices=("cpu", "wall"), default="cpu",
+        help="cpu: process CPU time (per-core cost, robust to load); wall: elapsed time",
+    )  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic data, 3 rounds: runs in seconds")
     parser.add_argument("--json", type=Path, help="write {'machine': ..., 'results': [...]} here")
     args = parser.parse_args(argv)
@@ -167,6 +183,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         pixels = jpeg_pixels(args.jpeg_root, args.images)
         machine["images"] = f"the first {args.images} JPEGs of {args.jpeg_root}/train, round-robin by class"
     machine["batch_size"] = args.batch_size
+    machine["clock"] = args.clock
     results = []
     for config in configs:
         results.extend(measure_config(config, pixels, pipelines, args))

@@ -42,7 +42,8 @@ def test_smoke_run_writes_every_pipeline_with_consistent_figures(tmp_path: Path)
         assert ALWAYS_RUN <= set(measured)
         baseline = measured["peers_pil"]["views_per_s"]
         for pipeline, row in measured.items():
-            assert row["measure"] == "views_per_core"
+            assert row["measure"] == "views_per_core" and row["clock"] == "cpu"
+            assert row["wall_views_per_s"] > 0
             assert math.isfinite(row["views_per_s"]) and row["views_per_s"] > 0, row
             assert row["rounds"] == len(row["rates"]) == 3
             assert row["median"] == row["views_per_s"] == statistics.median(row["rates"])
