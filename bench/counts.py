@@ -10,16 +10,25 @@ both views and the probe view. The ops are counted on CPU by bench/op_counts.py;
 dispatches the same aten ops on a GPU, where each is at least one kernel launch. The pixel values do not
 change the count (no op depends on them), so the images are synthetic.
 
-Compiled, the pixel work runs as the kernels inductor generated for it (on CPU: C++ loops, one per fused
-kernel, each run once per call), and the parameter sampling stays eager: the report gives the number of
-generated kernels, the number of compiled graphs, and the eager ops still dispatched around them.
+Compiled (--compile), the pixel work runs as the kernels inductor generated (on CPU: C++ loops, one
+per fused kernel, each run once per call of its graph) and the parameter sampling stays eager. A
+TorchDispatchMode makes compiled code fall back to eager, so both modes are also counted from the
+profiler's event tree (`count_profiled_ops`, a slightly different rule, hence the "profiled" figures
+of the eager row too): eager ops outside compiled regions + aten ops called inside them + calls x
+generated kernels of the graph = launches per batch.
+
+`host_us_per_op` is the CPU time of the views of a batch of 8 images (pixel work negligible) over its
+launching ops, median of 9 calls: the host's cost of one eager op here, for the GPU estimates in
+BENCHMARKS.md (a GPU adds its launch latency on top).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -29,12 +38,14 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
 
-from bench.op_counts import count_aten_ops  # noqa: E402
+from bench.op_counts import count_aten_ops, count_profiled_ops  # noqa: E402
 from bench.pipelines import SourceInputs, build_datamodule  # noqa: E402
 from bench.real_data import official_files, synthetic_pixels  # noqa: E402
 from bench.report import machine_info, write_json  # noqa: E402
 
 TOP_OPS = 15
+TIMED_CALLS = 9
+HOST_TIMING_BATCH = 8
 CONFIG_SIZES = {"cifar10": 32, "stl10": 96}
 
 
@@ -60,10 +71,22 @@ def batched_views_counts(batch_size: int, compile_augment: bool, config: str = "
     views = datamodule.on_after_batch_transfer(dict(batch), 0)  # the first call compiles, if asked
     compiled = {key: value - kernels_before[key] for key, value in compile_stats().items()}
     make_views = lambda: datamodule.on_after_batch_transfer(dict(batch), 0)  # noqa: E731
-    counts = count_aten_ops(make_views)
-    pixel_ops = sum(count_aten_ops(make_views, min_elements=batch_size * size * size).values())
-    shapes = {key: list(value.shape) for key, value in views.items() if isinstance(value, torch.Tensor)}
-    return {"ops": counts, "pixel_ops": pixel_ops, "compiled": compiled, "shapes": shapes}
+    outside, inside, regions = count_profiled_ops(make_views)
+    cpu_seconds = []
+    for _ in range(TIMED_CALLS):
+        start = time.process_time()
+        make_views()
+        cpu_seconds.append(time.process_time() - start)
+    return {
+        "ops": count_aten_ops(make_views),
+        "pixel_ops": sum(count_aten_ops(make_views, min_elements=batch_size * size * size).values()),
+        "profiled_ops_outside": sum(outside.values()),
+        "profiled_ops_inside": sum(inside.values()),
+        "compiled_region_calls": regions,
+        "cpu_ms_per_batch": 1000 * statistics.median(cpu_seconds),
+        "compiled": compiled,
+        "shapes": {key: list(value.shape) for key, value in views.items() if isinstance(value, torch.Tensor)},
+    }
 
 
 def compile_stats() -> dict[str, int]:
@@ -79,17 +102,22 @@ def compile_stats() -> dict[str, int]:
 
 def summary_row(config: str, mode: str, result: dict[str, Any]) -> dict[str, Any]:
     ops: Counter[str] = result["ops"]
-    row = {
-        "config": config,
-        "measure": "launching_aten_ops",
-        "mode": mode,
-        "ops": sum(ops.values()),
-        "pixel_ops": result["pixel_ops"],
-        "shapes": result["shapes"],
-    }
-    row["by_op"] = dict(ops.most_common())
+    row = {"config": config, "measure": "launching_aten_ops", "mode": mode}
+    # Compiled code runs eagerly under the dispatch mode: its count there would be the eager one.
+    row["ops"] = sum(ops.values()) if mode == "eager" else None
+    copied = ("pixel_ops", "profiled_ops_outside", "profiled_ops_inside", "compiled_region_calls")
+    row.update({key: result[key] for key in (*copied, "cpu_ms_per_batch", "shapes")})
     if mode == "compiled":
         row.update(result["compiled"])
+        kernels_per_call = row["generated_kernels"] / max(1, row["graphs"])
+        row["launches_per_batch"] = round(
+            row["profiled_ops_outside"]
+            + row["profiled_ops_inside"]
+            + row["compiled_region_calls"] * kernels_per_call
+        )
+    else:
+        row["launches_per_batch"] = row["profiled_ops_outside"]
+        row["by_op"] = dict(ops.most_common())
     return row
 
 
@@ -111,13 +139,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         summary_row(args.config, mode, batched_views_counts(args.batch_size, on, args.config))
         for mode, on in modes.items()
     ]
+    tiny = batched_views_counts(HOST_TIMING_BATCH, False, args.config)
+    rows[0]["host_us_per_op"] = 1000 * tiny["cpu_ms_per_batch"] / sum(tiny["ops"].values())
     for row in rows:
-        print(f"{row['config']}, {row['mode']}: {row['ops']} kernel-launching aten ops, "
-              f"{row['pixel_ops']} of them on whole images, for views {row['shapes']}")  # fmt: skip
-        if row["mode"] == "compiled":
-            print(f"  generated kernels {row['generated_kernels']}, graphs {row['graphs']}, "
-                  f"graph breaks {row['graph_breaks']} (ops above: the eager ones around them)")  # fmt: skip
-        for name, count in list(row["by_op"].items())[:TOP_OPS]:
+        print(f"{row['config']}, {row['mode']}, views {row['shapes']}:")
+        for key, value in row.items():
+            if key not in ("config", "mode", "shapes", "by_op", "measure"):
+                print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
+        for name, count in list(row.get("by_op", {}).items())[:TOP_OPS]:
             print(f"  {count:5d}  {name}")
     if args.json is not None:
         write_json(args.json, machine, rows)

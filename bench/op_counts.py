@@ -18,18 +18,14 @@ import torch.utils._pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 # Allocations whose memory is not written, and a view whose schema does not say it aliases: no kernel.
-NON_LAUNCHING = frozenset(
-    {"aten::empty.memory_format", "aten::empty_strided", "aten::empty_like", "aten::_unsafe_view"}
-)
+NON_LAUNCHING = frozenset({"aten::empty", "aten::empty_strided", "aten::empty_like", "aten::_unsafe_view"})
 
 
 def is_kernel_launching(op: torch._ops.OpOverload) -> bool:
-    """False for view and metadata ops (their outputs alias an input without writing) and bare allocations."""
-    schema = op._schema
-    if schema.name + ("." + schema.overload_name if schema.overload_name else "") in NON_LAUNCHING:
+    """False for views and in-place metadata changes (unsqueeze_, detach_) and for bare allocations."""
+    if op.name().split(".")[0] in NON_LAUNCHING or torch.Tag.inplace_view in op.tags:
         return False
-    returns_alias = any(r.alias_info is not None and not r.alias_info.is_write for r in schema.returns)
-    return not returns_alias
+    return not any(r.alias_info is not None and not r.alias_info.is_write for r in op._schema.returns)
 
 
 def _largest_output(result: Any) -> int:
@@ -60,3 +56,46 @@ def count_aten_ops(fn: Callable[[], Any], min_elements: int = 0) -> Counter[str]
     with mode:
         fn()
     return mode.counts
+
+
+def _launching_name(name: str) -> bool:
+    """Whether a profiler event is a launching aten op; its first overload stands for the others."""
+    packet = getattr(torch.ops.aten, name.removeprefix("aten::"), None) if name.startswith("aten::") else None
+    overloads = packet.overloads() if packet is not None else []
+    return bool(overloads) and is_kernel_launching(getattr(packet, overloads[0]))
+
+
+def _count_event(event: Any, counts: Counter[str]) -> int:
+    """The deepest launching ops under `event` (what a dispatch mode would see: `to` is one `copy_`)."""
+    found = sum(_count_event(child, counts) for child in event.cpu_children)
+    if found == 0 and _launching_name(event.name):
+        counts[event.name.removeprefix("aten::")] += 1
+        return 1
+    return found
+
+
+def count_profiled_ops(fn: Callable[[], Any]) -> tuple[Counter[str], Counter[str], int]:
+    """Launching aten ops of `fn()` outside and inside torch.compile'd regions, and the regions' calls.
+
+    A TorchDispatchMode makes compiled functions fall back to eager, so compiled code is counted from
+    the profiler's event tree instead, by the deepest launching op of each branch (keys are op names
+    without overloads). Inside a compiled region only the aten ops it still calls (extern kernels)
+    appear; its generated kernels do not (inductor's metrics count those).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    eager: Counter[str] = Counter()
+    inside: Counter[str] = Counter()
+    regions = 0
+    for event in prof.events():
+        if event.cpu_parent is not None:
+            continue
+        if event.name.startswith("Torch-Compiled Region"):
+            regions += 1
+            for child in event.cpu_children:
+                _count_event(child, inside)
+        else:
+            _count_event(event, eager)
+    return eager, inside, regions
