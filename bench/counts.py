@@ -105,7 +105,8 @@ def summary_row(config: str, mode: str, result: dict[str, Any]) -> dict[str, Any
     row = {"config": config, "measure": "launching_aten_ops", "mode": mode}
     # Compiled code runs eagerly under the dispatch mode: its count there would be the eager one.
     row["ops"] = sum(ops.values()) if mode == "eager" else None
-    copied = ("pixel_ops", "profiled_ops_outside", "profiled_ops_inside", "compiled_region_calls")
+    row["pixel_ops"] = result["pixel_ops"] if mode == "eager" else None
+    copied = ("profiled_ops_outside", "profiled_ops_inside", "compiled_region_calls")
     row.update({key: result[key] for key in (*copied, "cpu_ms_per_batch", "shapes")})
     if mode == "compiled":
         row.update(result["compiled"])
