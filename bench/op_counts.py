@@ -78,8 +78,9 @@ def count_profiled_ops(fn: Callable[[], Any]) -> tuple[Counter[str], Counter[str
     """Launching aten ops of `fn()` outside and inside torch.compile'd regions, and the regions' calls.
 
     A TorchDispatchMode makes compiled functions fall back to eager, so compiled code is counted from
-    the profiler's event tree instead, by the deepest launching op of each branch (keys are op names
-    without overloads). Inside a compiled region only the aten ops it still calls (extern kernels)
+    the profiler's event tree instead, by the deepest launching op of each branch. The keys are those
+    deepest ops' names (mul with a Python scalar shows as the copy_ that wraps the scalar), so only
+    the totals compare with `count_aten_ops`. Inside a compiled region only the aten ops it still calls (extern kernels)
     appear; its generated kernels do not (inductor's metrics count those).
     """
     from torch.profiler import ProfilerActivity, profile
