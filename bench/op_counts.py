@@ -80,8 +80,8 @@ def count_profiled_ops(fn: Callable[[], Any]) -> tuple[Counter[str], Counter[str
     A TorchDispatchMode makes compiled functions fall back to eager, so compiled code is counted from
     the profiler's event tree instead, by the deepest launching op of each branch. The keys are those
     deepest ops' names (mul with a Python scalar shows as the copy_ that wraps the scalar), so only
-    the totals compare with `count_aten_ops`. Inside a compiled region only the aten ops it still calls (extern kernels)
-    appear; its generated kernels do not (inductor's metrics count those).
+    the totals compare with `count_aten_ops`. Inside a compiled region only the aten ops it still
+    calls (extern kernels) appear; its generated kernels do not (inductor's metrics count those).
     """
     from torch.profiler import ProfilerActivity, profile
 
