@@ -5,17 +5,20 @@
     python bench/counts.py --json counts.json
 
 The views come through the project's datamodule built from configs/cifar10.yaml with the batched path
-forced: one training batch of `--batch-size` uint8 images, then `on_after_batch_transfer`, which makes
-both views and the probe view. The ops are counted on CPU by bench/op_counts.py; eager PyTorch
-dispatches the same aten ops on a GPU, where each is at least one kernel launch. The pixel values do not
-change the count (no op depends on them), so the images are synthetic.
+forced: one training batch of `--batch-size` images from its train dataloader (num_workers=0, in this
+process), then `on_after_batch_transfer`; wherever the views are made (in the loader on CPU, after the
+transfer on an accelerator), both views and the probe view are counted, with the gather of the batch.
+The ops are counted on CPU by bench/op_counts.py; eager PyTorch dispatches the same aten ops on a GPU,
+where each is at least one kernel launch. The pixel values do not change the count (no op depends on
+them), so the images are synthetic. The data is one batch, so every batch counted also includes the
+shuffle of an epoch's start.
 
-Compiled (--compile), the pixel work runs as the kernels inductor generated (on CPU: C++ loops, one
-per fused kernel, each run once per call of its graph) and the parameter sampling stays eager. A
+Compiled (--compile), the pixel work runs as the kernels inductor generated (on CPU: C++ loops, one per
+fused kernel, each run once per call of its graph) and the parameter sampling stays eager. A
 TorchDispatchMode makes compiled code fall back to eager, so both modes are also counted from the
-profiler's event tree (`count_profiled_ops`, a slightly different rule, hence the "profiled" figures
-of the eager row too): eager ops outside compiled regions + aten ops called inside them + calls x
-generated kernels of the graph = launches per batch.
+profiler's event tree (`count_profiled_ops`, a slightly different rule, hence the "profiled" figures of
+the eager row too): eager ops outside compiled regions + aten ops called inside them + calls x generated
+kernels of the graph = launches per batch.
 
 `host_us_per_op` is the CPU time of the views of a batch of 8 images (pixel work negligible) over its
 launching ops, median of 9 calls: the host's cost of one eager op here, for the GPU estimates in
@@ -39,7 +42,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import torch  # noqa: E402
 
 from bench.op_counts import count_aten_ops, count_profiled_ops  # noqa: E402
-from bench.pipelines import SourceInputs, build_datamodule  # noqa: E402
+from bench.pipelines import SourceInputs, build_datamodule, datamodule_batches  # noqa: E402
 from bench.real_data import official_files, synthetic_pixels  # noqa: E402
 from bench.report import machine_info, write_json  # noqa: E402
 
@@ -64,13 +67,11 @@ def batched_views_counts(batch_size: int, compile_augment: bool, config: str = "
                 batch_size=batch_size, workers=0, device=torch.device("cpu"),
                 datamodule_args={"compile_augment": compile_augment},
             )  # fmt: skip
-            datamodule = build_datamodule(inputs, "batched")
-            datamodule.setup("fit")
-    batch = next(iter(datamodule.train_dataloader()))
-    kernels_before = compile_stats()
-    views = datamodule.on_after_batch_transfer(dict(batch), 0)  # the first call compiles, if asked
+            source = datamodule_batches(build_datamodule(inputs, "batched"), inputs.device)
+            kernels_before = compile_stats()
+            views = next(source)  # sets the datamodule up (reading the files) and compiles, if asked
     compiled = {key: value - kernels_before[key] for key, value in compile_stats().items()}
-    make_views = lambda: datamodule.on_after_batch_transfer(dict(batch), 0)  # noqa: E731
+    make_views = lambda: next(source)  # noqa: E731
     outside, inside, regions = count_profiled_ops(make_views)
     cpu_seconds = []
     for _ in range(TIMED_CALLS):
