@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 import yaml
 from PIL import Image
@@ -116,8 +117,23 @@ def build_datamodule(inputs: SourceInputs, path: str | None = None) -> SimCLRDat
     return datamodule_class(**arguments)
 
 
+def attach_device(datamodule: SimCLRDataModule, device: torch.device) -> None:
+    """Gives the datamodule an (unfitted) Trainer on `device`, where it reads the device it trains on.
+
+    Without one a datamodule assumes the CPU: the batched path would keep its images in host memory
+    and make the views there, which is not what it does in a GPU run.
+    """
+    devices = [device.index or 0] if device.type == "cuda" else 1
+    datamodule.trainer = pl.Trainer(
+        accelerator=device.type, devices=devices, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+
+
 def datamodule_batches(datamodule: SimCLRDataModule, device: torch.device) -> BatchSource:
     """The training dataloader, then `on_after_batch_transfer` (where the batched path makes its views)."""
+    if device.type != "cpu":
+        attach_device(datamodule, device)
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
     while True:
