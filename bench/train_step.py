@@ -8,7 +8,8 @@ For a GPU session; on a CPU the model dwarfs the views and the figures say littl
 those of bench/views.py (bench/pipelines.py), with DataLoader workers (--workers) and the batches moved
 to --device: `default` is the config's datamodule as configured (given an unfitted Trainer on the
 device, so the batched path keeps its images there and makes the views after the transfer, as in a
-run), the peers (`peers_pil`, `kornia`) get the config's augmentation settings. The model is the config file's backbone with its temperature.
+run), the peers (`peers_pil`, `kornia`) get the config's augmentation settings. The model is the
+config file's backbone with its temperature.
 
 Measures: "augment" (batches ready on the device, nothing trained) and "train_step". Pipelines run one
 after another, not interleaved: the workers of a loader prefetch in the background and would take CPU
