@@ -27,9 +27,9 @@ TIMM_PREFIX = "timm/"
 TIMM_PIN = "timm==1.0.31"
 
 # Patch sides tried from the coarsest; the first that divides the image and leaves at least
-# MIN_PATCHES_PER_SIDE patches per side wins: 16 px at 224, 8 px at 96 (and 64), 4 px at 32. Fewer
-# than 8x8 tokens leaves attention little to mix (a 32 px image in 16 px patches is 4 tokens).
-PATCH_SIZES = (16, 8, 4)
+# MIN_PATCHES_PER_SIDE patches per side wins: 16 px at 224, 8 px at 96 (and 64), 4 px at 32, 2 px at
+# 16. Fewer than 8x8 tokens leaves attention little to mix (a 32 px image in 16 px patches is 4 tokens).
+PATCH_SIZES = (16, 8, 4, 2)
 MIN_PATCHES_PER_SIDE = 8
 
 
