@@ -60,5 +60,5 @@ def test_finetune_trains_the_vit_end_to_end(vit_run: PretrainedRun, tmp_path: Pa
 def test_encoder_spec_keeps_a_chosen_patch_size_and_reads_specs_saved_before_it_existed() -> None:
     spec = EncoderSpec.of(SimCLR(backbone="vit_micro", image_size=32, patch_size=8))
     assert spec.patch_size == 8 and spec.build().patch_size == 8
-    older = EncoderSpec(**{"backbone": "tiny_resnet", "image_size": 32, "cifar_stem": None, "feature_dim": 128})
+    older = EncoderSpec(backbone="tiny_resnet", image_size=32, cifar_stem=None, feature_dim=128)
     assert older.patch_size is None and older.build()(torch.randn(1, 3, 32, 32)).shape == (1, 128)
