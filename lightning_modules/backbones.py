@@ -56,7 +56,7 @@ _TORCHVISION_SIZED_MODELS = ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vi
 
 
 class TinyResNet(nn.Module):
-    """A 4-stage ResNet with one BasicBlock per stage and widths 16-128 (about 0.7 M parameters).
+    """A 4-stage ResNet with one BasicBlock per stage and widths 16-128 (about 0.3 M parameters).
 
     Not a research backbone: it exists so installs, tests and the CPU smoke config can run a real
     training loop in seconds. It keeps torchvision's attribute names (conv1, maxpool, fc) so the same
