@@ -122,22 +122,18 @@ def _torchvision_names() -> list[str]:
     return torchvision.models.list_models(module=torchvision.models)
 
 
-def _import_timm():
+def _timm_or_none():
+    """timm when installed; None otherwise (suggestions then skip its names)."""
     try:
         import timm
-    except ImportError as error:
-        raise ImportError(
-            f"timm backbones need timm: pip install {TIMM_PIN} (it is in requirements.txt)."
-        ) from error
+    except ImportError:
+        return None
     return timm
 
 
 def _timm_names() -> list[str]:
-    """timm's model names, or none when timm is not installed (suggestions then skip it)."""
-    try:
-        return _import_timm().list_models()
-    except ImportError:
-        return []
+    timm = _timm_or_none()
+    return timm.list_models() if timm is not None else []
 
 
 def available_backbones() -> list[str]:
@@ -159,7 +155,13 @@ def _unknown_backbone(name: str) -> ValueError:
 
 
 def _timm_constructor(name: str, image_size: int, patch_size: int | None) -> Constructor:
-    timm = _import_timm()
+    timm = _timm_or_none()
+    if timm is None:
+        # A ValueError, like every other bad --model.backbone: the CLI reports it as one line.
+        raise ValueError(
+            f"--model.backbone {TIMM_PREFIX}{name} needs timm, which is not installed: "
+            f"pip install {TIMM_PIN} (it is in requirements.txt)."
+        )
     if not timm.is_model(name):
         raise _unknown_backbone(TIMM_PREFIX + name)
     # num_classes=0 makes timm build the model without a classifier; nothing is downloaded.

@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -142,3 +144,11 @@ def test_unknown_names_suggest_from_both_libraries() -> None:
         build_backbone("vit_smal_patch16_224", image_size=32)
     with pytest.raises(ValueError, match=r"Unknown backbone 'timm/resnet1' .*timm/resnet18"):
         build_backbone("timm/resnet1", image_size=32)
+
+
+def test_a_timm_name_without_timm_installed_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "timm", None)  # makes `import timm` fail, installed or not
+    with pytest.raises(ValueError, match=r"timm/vit_small_patch16_224 needs timm.*pip install timm=="):
+        build_backbone("timm/vit_small_patch16_224", image_size=32)
+    with pytest.raises(ValueError, match="Did you mean resnet18"):  # suggestions still work
+        build_backbone("resnt18", image_size=32)
