@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import torchvision
@@ -108,7 +109,7 @@ class Constructor:
 
 
 def default_patch_size(image_size: int) -> int:
-    """16 px patches at 224, 8 px at 96, 4 px at 32: see PATCH_SIZES."""
+    """16 px patches at 224, 8 px at 96, 4 px at 32, 2 px at 16: see PATCH_SIZES."""
     for patch_size in PATCH_SIZES:
         if image_size % patch_size == 0 and image_size // patch_size >= MIN_PATCHES_PER_SIDE:
             return patch_size
@@ -122,7 +123,7 @@ def _torchvision_names() -> list[str]:
     return torchvision.models.list_models(module=torchvision.models)
 
 
-def _timm_or_none():
+def _timm_or_none() -> ModuleType | None:
     """timm when installed; None otherwise (suggestions then skip its names)."""
     try:
         import timm
