@@ -43,13 +43,15 @@ class ViTSize:
     num_heads: int
 
 
-# DeiT's tiny/small/base (Touvron et al. 2021, table 1), under the names solo-learn gives them.
+# DeiT's tiny/small/base (Touvron et al. 2021, table 1) and ViT-Large (Dosovitskiy et al. 2021), under
+# the names solo-learn gives them.
 # vit_micro is not a research backbone: like tiny_resnet it lets tests train a ViT on CPU in seconds.
 VIT_SIZES = {
     "vit_micro": ViTSize(hidden_dim=32, num_layers=2, num_heads=2),
     "vit_tiny": ViTSize(hidden_dim=192, num_layers=12, num_heads=3),
     "vit_small": ViTSize(hidden_dim=384, num_layers=12, num_heads=6),
     "vit_base": ViTSize(hidden_dim=768, num_layers=12, num_heads=12),
+    "vit_large": ViTSize(hidden_dim=1024, num_layers=24, num_heads=16),
 }
 
 # torchvision ViTs take the image size as an argument; their patch size is part of the name.

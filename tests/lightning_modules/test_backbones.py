@@ -92,6 +92,7 @@ def test_vit_sizes_are_deit_tiny_small_base() -> None:
     assert widths["vit_tiny"] == (192, 12, 3)
     assert widths["vit_small"] == (384, 12, 6)
     assert widths["vit_base"] == (768, 12, 12)
+    assert widths["vit_large"] == (1024, 24, 16)
     constructor = backbone_constructor("vit_small", image_size=32)
     assert constructor.kwargs["mlp_dim"] == 4 * 384 and constructor.kwargs["patch_size"] == 4
 
