@@ -17,7 +17,7 @@ import torch
 
 from datamodules.base import SimCLRDataModule
 from evaluation.data import LabelledTrainSplit, evaluation_split, extract_features, loader
-from evaluation.export import exportable_state_dict, has_cifar_stem
+from evaluation.export import export_encoder
 from evaluation.finetune import FinetuneSettings, accuracies, finetune, predict_logits
 from evaluation.knn import knn_predict
 from evaluation.linear import topk_accuracy, train_linear_classifier
@@ -247,19 +247,10 @@ def run_predict(
 def run_export(checkpoint: Path, make_output_dir: Callable[[], Path]) -> dict[str, Any]:
     """The output folder is made only once the checkpoint proved exportable, so errors leave nothing."""
     module = load_simclr(checkpoint)
-    state_dict = exportable_state_dict(module)
+    state_dict, meta = export_encoder(module)
     output_dir = make_output_dir()
     torch.save(state_dict, output_dir / "encoder.pt")
-    spec = EncoderSpec.of(module)
-    meta = {
-        "backbone": spec.backbone,
-        "cifar_stem": has_cifar_stem(module.encoder),
-        "feature_dim": spec.feature_dim,
-        "image_size": spec.image_size,
-        "checkpoint": str(checkpoint),
-        "classifier_removed": "the classifier (fc for ResNets) is absent: set it to torch.nn.Identity() "
-        "or load with strict=False; see evaluation/export.py",
-    }
+    meta["checkpoint"] = str(checkpoint)
     (output_dir / "encoder.json").write_text(json.dumps(meta, indent=2) + "\n")
     print_table(
         f"export -> {output_dir}",
@@ -268,7 +259,8 @@ def run_export(checkpoint: Path, make_output_dir: Callable[[], Path]) -> dict[st
                 "file": "encoder.pt",
                 "tensors": len(state_dict),
                 "parameters": int(sum(np.prod(t.shape) for t in state_dict.values())),
-                "backbone": spec.backbone,
+                "backbone": meta["backbone"],
+                "constructor": meta["constructor"],
                 "cifar_stem": meta["cifar_stem"],
             }
         ],

@@ -33,20 +33,25 @@ def load_simclr(checkpoint: str | Path, random_init: bool = False) -> SimCLR:
 
 @dataclass
 class EncoderSpec:
-    """How to rebuild an encoder: the backbone name, the image size it was built for and its stem."""
+    """How to rebuild an encoder: the backbone name, the image size it was built for, its stem and
+    (ViTs) patch size; classifiers saved before patch_size existed load with its default, None."""
 
     backbone: str
     image_size: int
     cifar_stem: bool | None
     feature_dim: int
+    patch_size: int | None = None
 
     @classmethod
     def of(cls, module: SimCLR) -> EncoderSpec:
         hparams = module.hparams
-        return cls(hparams.backbone, hparams.image_size, hparams.cifar_stem, module.feature_dim)
+        return cls(
+            hparams.backbone, hparams.image_size, hparams.cifar_stem, module.feature_dim,
+            hparams.get("patch_size"),
+        )
 
     def build(self) -> nn.Module:
-        encoder, _ = build_backbone(self.backbone, self.image_size, self.cifar_stem)
+        encoder, _ = build_backbone(self.backbone, self.image_size, self.cifar_stem, self.patch_size)
         return encoder
 
 

@@ -95,9 +95,19 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
+# Transformer parameters that are not weights of a layer: position embeddings and the class (and
+# distillation/register) tokens, under torchvision's and timm's names. Decaying them pulls learned
+# positions and the token towards zero; ViT recipes (DeiT, MoCo v3, DINO, timm) exempt them.
+NO_DECAY_NAMES = (
+    "class_token", "pos_embedding", "cls_token", "pos_embed", "dist_token", "reg_token",
+    "relative_position_bias_table",
+)
+
+
 def is_excluded_from_decay(name: str, param: nn.Parameter) -> bool:
-    """Biases and normalisation parameters (all 1-d tensors) are exempt from decay and the trust ratio."""
-    return param.ndim <= 1 or name.endswith(".bias")
+    """Biases, normalisation parameters (all 1-d tensors), position embeddings and class tokens are
+    exempt from weight decay and from LARS's trust ratio."""
+    return param.ndim <= 1 or name.endswith(".bias") or name.rpartition(".")[2] in NO_DECAY_NAMES
 
 
 def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict]:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from lightning_modules.backbones import build_backbone
+from lightning_modules.backbones import benefits_from_channels_last, build_backbone
 from lightning_modules.losses import nt_xent_logits
 from lightning_modules.optim import OptimizerName, build_optimizer, scaled_learning_rate, warmup_cosine
 
@@ -43,9 +43,12 @@ class SimCLR(pl.LightningModule):
     """SimCLR pretraining (Chen et al., 2020).
 
     Args:
-        backbone: torchvision classification model name (resnet18, resnet50, ...) or tiny_resnet.
-        image_size: side of the training views; linked from the datamodule by train.py. Picks the stem.
+        backbone: torchvision classification model name (resnet18, resnet50, ...), a ViT built for
+            image_size (vit_tiny, vit_small, vit_base), timm/<timm model name>, or tiny_resnet.
+        image_size: side of the training views; linked from the datamodule by train.py. Picks the stem
+            and a ViT's patch size.
         cifar_stem: None chooses from image_size (3x3 stride-1 stem for <= 64 px); True/False forces it.
+        patch_size: a ViT's patch side; None picks 4 px at 32, 8 px at 96, 16 px at 224.
         projection_hidden_dim: None uses the representation width, as the paper does.
         projection_dim: output width of the head (paper: 128).
         projection_layers: linear layers in the head (paper: 2).
@@ -58,7 +61,7 @@ class SimCLR(pl.LightningModule):
         warmup_epochs: linear warm-up length before the cosine decay (may be fractional).
         batch_size: global batch (all devices), linked from the datamodule; sets the learning rate.
         channels_last: NHWC memory format for the encoder and its inputs (faster convolutions on tensor
-            cores); None turns it on when training on CUDA.
+            cores); None turns it on when training a convolutional network on CUDA (not a ViT).
         compile: torch.compile the encoder and the head for the run (state-dict keys are unchanged).
     """
 
@@ -67,6 +70,7 @@ class SimCLR(pl.LightningModule):
         backbone: str = "resnet50",
         image_size: int = 224,
         cifar_stem: bool | None = None,
+        patch_size: int | None = None,
         projection_hidden_dim: int | None = None,
         projection_dim: int = 128,
         projection_layers: int = 2,
@@ -87,7 +91,7 @@ class SimCLR(pl.LightningModule):
         if base_lr <= 0:
             raise ValueError(f"--model.base_lr must be > 0, got {base_lr}.")
         self.save_hyperparameters()
-        self.encoder, self.feature_dim = build_backbone(backbone, image_size, cifar_stem)
+        self.encoder, self.feature_dim = build_backbone(backbone, image_size, cifar_stem, patch_size)
         self.projection_head = ProjectionHead(
             input_dim=self.feature_dim,
             hidden_dim=projection_hidden_dim or self.feature_dim,
@@ -104,7 +108,9 @@ class SimCLR(pl.LightningModule):
             return
         channels_last = self.hparams.get("channels_last")
         if channels_last is None:
-            channels_last = self.trainer.strategy.root_device.type == "cuda"
+            channels_last = (
+                self.trainer.strategy.root_device.type == "cuda" and benefits_from_channels_last(self.encoder)
+            )
         if channels_last:
             self.to(memory_format=torch.channels_last)
             self.uses_channels_last = True

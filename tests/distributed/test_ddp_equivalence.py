@@ -81,7 +81,9 @@ class BatchNormFreeEncoder(nn.Sequential):
         )
 
 
-def batch_norm_free_backbone(name: str, image_size: int, cifar_stem: bool | None = None):
+def batch_norm_free_backbone(
+    name: str, image_size: int, cifar_stem: bool | None = None, patch_size: int | None = None
+):
     return BatchNormFreeEncoder(), FEATURE_DIM
 
 
