@@ -23,6 +23,16 @@ NON_LAUNCHING_OPS = frozenset(
 ) | {"aten::_local_scalar_dense"}
 
 
+def aten_op_name(func: torch._ops.OpOverload, args: tuple) -> str:
+    """The op's name ("aten::add_"); boolean-mask indexing gets a name of its own."""
+    name = func._schema.name
+    if name == "aten::index" and any(
+        isinstance(index, torch.Tensor) and index.dtype == torch.bool for index in args[1]
+    ):
+        return BOOLEAN_MASK_INDEX
+    return name
+
+
 class _AtenOpCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
@@ -30,11 +40,7 @@ class _AtenOpCounter(TorchDispatchMode):
         self.views: set[str] = set()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        name = func._schema.name
-        if name == "aten::index" and any(
-            isinstance(index, torch.Tensor) and index.dtype == torch.bool for index in args[1]
-        ):
-            name = BOOLEAN_MASK_INDEX
+        name = aten_op_name(func, args)
         self.counts[name] += 1
         if func.is_view:
             self.views.add(name)
