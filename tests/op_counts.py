@@ -33,7 +33,9 @@ def aten_op_name(func: torch._ops.OpOverload, args: tuple) -> str:
     return name
 
 
-class _AtenOpCounter(TorchDispatchMode):
+class AtenOpCounter(TorchDispatchMode):
+    """Counts the aten ops dispatched while it is entered; may be entered and left many times."""
+
     def __init__(self) -> None:
         super().__init__()
         self.counts: Counter[str] = Counter()
@@ -45,6 +47,11 @@ class _AtenOpCounter(TorchDispatchMode):
         if func.is_view:
             self.views.add(name)
         return func(*args, **(kwargs or {}))
+
+    def result(self) -> OpCounts:
+        counts = OpCounts(self.counts)
+        counts.views = frozenset(self.views)
+        return counts
 
 
 class OpCounts(Counter):
@@ -66,9 +73,7 @@ class OpCounts(Counter):
 
 def count_aten_ops(fn: Callable[[], Any]) -> OpCounts:
     """How often each aten op ("aten::add_", ...) runs during fn() in this thread (a collections.Counter)."""
-    counter = _AtenOpCounter()
+    counter = AtenOpCounter()
     with counter:
         fn()
-    counts = OpCounts(counter.counts)
-    counts.views = frozenset(counter.views)
-    return counts
+    return counter.result()
