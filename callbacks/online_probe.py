@@ -254,4 +254,7 @@ class OnlineLinearProbe(pl.Callback):
 
     def _apply_state(self, state_dict: dict[str, Any]) -> None:
         self.classifier.load_state_dict(state_dict["classifier"])
-        self.optimizer.load_state_dict(state_dict["optimizer"])
+        # Checkpoints from before the probe's AdamW was fused resume into the fused step (found_inf needs it).
+        saved = state_dict["optimizer"]
+        groups = [{**group, "fused": True, "foreach": None} for group in saved["param_groups"]]
+        self.optimizer.load_state_dict({**saved, "param_groups": groups})

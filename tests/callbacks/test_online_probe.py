@@ -292,6 +292,21 @@ def test_probe_state_survives_checkpoint_and_training_continues(tmp_path: Path, 
     assert not torch.equal(resumed_probe.classifier.weight, saved["classifier"]["weight"])
 
 
+def test_probe_state_of_the_unfused_optimiser_resumes() -> None:
+    """Checkpoints written before the probe's AdamW was fused (its step count kept on the host)."""
+    classifier = nn.Linear(FEATURE_DIM, 4)
+    unfused = torch.optim.AdamW(classifier.parameters(), lr=1e-3)
+    classifier(torch.randn(2, FEATURE_DIM)).sum().backward()
+    unfused.step()
+    probe = OnlineLinearProbe(num_classes=4)
+    probe.load_state_dict({"classifier": classifier.state_dict(), "optimizer": unfused.state_dict()})
+    images, labels = gaussian_blobs(4, 8, seed=1)
+    make_trainer(callbacks=[probe], max_steps=2).fit(TinyContrastiveModule(), train_loader(images, labels))
+
+    assert probe.optimizer.param_groups[0]["fused"]
+    assert probe.optimizer.state_dict()["state"][0]["step"].item() == 3
+
+
 def test_state_loaded_before_setup_is_applied_by_setup() -> None:
     source = OnlineLinearProbe(num_classes=4)
     trainer = make_trainer(callbacks=[source], max_steps=2)
