@@ -145,8 +145,11 @@ class OnlineLinearProbe(pl.Callback):
         # Every rank takes the same step on the same gathered rows; without DDP the gather is the identity.
         features = trainer.strategy.all_gather(features).reshape(-1, features.shape[-1])
         labels = trainer.strategy.all_gather(labels).reshape(-1)
-        loss, top1 = self._train_step(features, labels)
+        loss, logits = self._train_step(features, labels)
         if is_logging_step(trainer, batch_idx, after_optimizer_step=True):
+            labelled = labels != UNLABELED
+            hits = (logits.argmax(dim=-1) == labels) & labelled
+            top1 = hits.sum() / labelled.sum().clamp(min=1)
             # Equal on every rank, so they need no sync.
             pl_module.log("train/probe_loss", loss, on_step=True, on_epoch=False, batch_size=labels.shape[0])
             pl_module.log("train/probe_top1", top1, on_step=True, on_epoch=False, batch_size=labels.shape[0])
@@ -166,24 +169,22 @@ class OnlineLinearProbe(pl.Callback):
         return features.detach().float()
 
     def _train_step(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """One AdamW step on the labelled rows of features [M, D] / labels [M] (UNLABELED rows weigh 0).
+        """One AdamW step on the labelled rows of features [M, D], labels [M]; returns loss, logits, detached.
 
-        Masking instead of selecting the labelled rows keeps every shape fixed, so nothing is read on the
-        host; a batch without any labelled row skips the step on the device (fused AdamW's found_inf),
-        leaving the probe and its optimiser state as they were. Returns the detached loss and top-1.
+        The loss ignores UNLABELED rows instead of selecting the labelled ones, which keeps every shape fixed,
+        so nothing is read on the host; a batch without any labelled row skips the step on the device (fused
+        AdamW's found_inf), leaving the probe and its optimiser state as they were.
         """
-        labelled = labels != UNLABELED
-        count = labelled.sum().clamp(min=1)
+        labelled = (labels != UNLABELED).sum()
         with torch.autocast(device_type=features.device.type, enabled=False):
             logits = self.classifier(features)
-            losses = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
-            loss = torch.where(labelled, losses, 0.0).sum() / count
+            summed = F.cross_entropy(logits, labels, ignore_index=UNLABELED, reduction="sum")
+            loss = summed / labelled.clamp(min=1)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.found_inf = (~labelled.any()).float()
+        self.optimizer.found_inf = (labelled == 0).float()
         self.optimizer.step()
-        hits = (logits.detach().argmax(dim=-1) == labels) & labelled
-        return loss.detach(), hits.sum() / count
+        return loss.detach(), logits.detach()
 
     @staticmethod
     def _encode(trainer: pl.Trainer, pl_module: pl.LightningModule, images: Tensor) -> Tensor:
