@@ -10,7 +10,8 @@ Measures (one CPU thread, everything in this process):
                      and "lightning" (Trainer.fit with the callbacks cli.py adds: progress bar, probe, both
                      checkpoints, kNN monitor, curves, view pairs, non-finite check, SIGTERM checkpoint,
                      views/s, run summary; AtomicCheckpointIO; no logger). Rounds alternate A, B, A, B...
-  overhead_ms        per round, lightning minus plain_pytorch; the median over rounds.
+  overhead_ms        per round, lightning minus plain_pytorch; the median over rounds. "lightning_bare" is
+                     Trainer.fit without callbacks, progress bar or checkpointing: Lightning's own floor.
   host_syncs_per_step, launching_ops_per_step
                      aten ops per steady step in this process (TorchDispatchMode), on non-logging steps.
   probe_flops_ratio  FLOPs of the online probe's work per step over the FLOPs of the model's training step
@@ -114,14 +115,18 @@ def default_callbacks() -> list[pl.Callback]:
     ]  # fmt: skip
 
 
-def lightning_steps(batches: list[dict[str, Tensor]], log_every: int, extra: list[pl.Callback]) -> StepClock:
+def lightning_steps(
+    batches: list[dict[str, Tensor]], log_every: int, extra: list[pl.Callback], bare: bool = False
+) -> StepClock:
+    """bare: Lightning's own loop only (no callbacks, no progress bar, no checkpointing): its floor."""
     clock = StepClock()
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = pl.Trainer(
             accelerator="cpu", devices=1, max_steps=len(batches), logger=False, limit_val_batches=0,
             num_sanity_val_steps=0, enable_model_summary=False, log_every_n_steps=log_every,
-            callbacks=[clock, *default_callbacks(), *extra], plugins=[AtomicCheckpointIO()],
-            default_root_dir=run_dir,
+            callbacks=[clock, *([] if bare else default_callbacks()), *extra], default_root_dir=run_dir,
+            plugins=[] if bare else [AtomicCheckpointIO()], enable_checkpointing=not bare,
+            enable_progress_bar=not bare,
         )  # fmt: skip
         trainer.fit(near_free_model(len(batches[0]["label"])), datamodule=RandomBatches(batches))
     return clock
@@ -260,17 +265,18 @@ def main() -> None:
     config = f"linear encoder, batch {args.batch}, log_every_n_steps {args.log_every}"
     rows: list[dict[str, Any]] = []
     if "overhead" in measures:
-        plain, lightning = [], []
-        for _ in range(args.rounds):  # interleaved: A, B, A, B ...
+        plain, lightning, bare = [], [], []
+        for _ in range(args.rounds):  # interleaved: A, B, C, A, B, C ...
             plain.append(ms_per_step(plain_steps(batches), args.warmup, args.steps))
             clock = lightning_steps(batches, args.log_every, [])
             lightning.append(ms_per_step(clock.starts, args.warmup, args.steps))
-        overhead = statistics.median(b - a for a, b in zip(plain, lightning, strict=True))
-        for measure, pipeline, figure in (
-            ("step_ms", "plain_pytorch", statistics.median(plain)),
-            ("step_ms", "lightning", statistics.median(lightning)),
-            ("overhead_ms", "lightning", overhead),
-        ):
+            clock = lightning_steps(batches, args.log_every, [], bare=True)
+            bare.append(ms_per_step(clock.starts, args.warmup, args.steps))
+        figures = [("step_ms", "plain_pytorch", statistics.median(plain))]
+        for pipeline, times in (("lightning", lightning), ("lightning_bare", bare)):
+            overhead = statistics.median(b - a for a, b in zip(plain, times, strict=True))
+            figures += [("step_ms", pipeline, statistics.median(times)), ("overhead_ms", pipeline, overhead)]
+        for measure, pipeline, figure in figures:
             rows.append({"config": config, "measure": measure, "pipeline": pipeline, "ms_per_step": figure})
     if "counts" in measures:
         counts = op_counts_per_step(batches, args.warmup, args.steps, args.log_every)

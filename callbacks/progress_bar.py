@@ -30,6 +30,7 @@ class ReadableProgressBar(RichProgressBar):
         super().__init__(refresh_rate=refresh_rate, leave=leave)
         self.metrics = tuple(metrics)
         self._training_values: dict[str, str] = {}
+        self._shown: dict[str, int | str | float] | None = None
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -39,12 +40,16 @@ class ReadableProgressBar(RichProgressBar):
             self._training_values = {
                 name: _significant(float(logged[name])) for name in self.metrics if name in logged
             }
+            self._shown = None
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float]:
-        metrics = super().get_metrics(trainer, pl_module)
-        shown = {name: _significant(value) for name, value in metrics.items()}
-        return {**shown, **self._training_values}
+        # Between logging steps nothing shown changes: the bar reuses what it showed.
+        if self._shown is None or not trainer.training:
+            metrics = super().get_metrics(trainer, pl_module)
+            shown = {name: _significant(value) for name, value in metrics.items()}
+            self._shown = {**shown, **self._training_values}
+        return self._shown
 
 
 def _significant(value: int | str | float) -> int | str | float:

@@ -4,11 +4,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from pytorch_lightning.callbacks import RichProgressBar
 
 import callbacks.throughput as throughput
 from callbacks.logging_steps import is_logging_step
-from callbacks.progress_bar import _significant
+from callbacks.progress_bar import ReadableProgressBar, _significant
 from callbacks.throughput import ViewsPerSecond
+from tests.op_counts import count_aten_ops
 
 
 class LogRecorder:
@@ -69,3 +71,26 @@ def test_progress_bar_keeps_small_learning_rates_readable() -> None:
     assert _significant(0.00471234) == "0.004712"
     assert _significant(2.19123) == "2.191"
     assert _significant(7) == 7 and _significant("b9f6") == "b9f6"
+
+
+def test_progress_bar_shows_training_metrics_of_the_last_logging_step(monkeypatch) -> None:
+    # Only this subclass's part: the Rich drawing needs a running Trainer.
+    monkeypatch.setattr(RichProgressBar, "on_train_batch_end", lambda *args: None)
+    monkeypatch.setattr(RichProgressBar, "get_metrics", lambda *args: {"v_num": 3})
+    bar = ReadableProgressBar(metrics=("train/loss", "views/s"))
+    trainer = SimpleNamespace(
+        global_step=0, log_every_n_steps=2, max_steps=-1, num_training_batches=100, training=True,
+        callback_metrics={"train/loss": torch.tensor(1.23456), "other": torch.tensor(2.0)},
+        loggers=[], progress_bar_metrics={},
+    )  # fmt: skip
+    for index, loss in enumerate((1.23456, 9.0, 0.5)):
+        trainer.global_step = index + 1
+        trainer.callback_metrics["train/loss"] = torch.tensor(loss)
+        counts = count_aten_ops(lambda i=index: bar.on_train_batch_end(trainer, None, None, None, i))
+        shown = bar.get_metrics(trainer, None)
+        if index == 0:
+            assert counts.host_syncs() == 0 and "train/loss" not in shown  # step 1 of 2 does not log
+        if index == 1:
+            assert counts.host_syncs() == 1 and shown == {"v_num": 3, "train/loss": "9"}
+        if index == 2:
+            assert counts.host_syncs() == 0 and shown["train/loss"] == "9"  # kept until the next logging step
