@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from callbacks.logging_steps import is_logging_step
 from reliability.errors import UserError
+
+NOT_SEEN = -1
 
 
 class NonFiniteLossError(UserError):
@@ -18,12 +20,19 @@ class NonFiniteLossError(UserError):
 
 
 class StopOnNonFiniteLoss(pl.Callback):
-    """Raises NonFiniteLossError when the training loss is NaN or infinite.
+    """Raises NonFiniteLossError when the training loss has been NaN or infinite.
 
-    Lightning runs ModelCheckpoint after every other callback, so the error stops the run before the
-    weights the bad step produced are saved: the last checkpoint stays the last good one. Reading the
-    loss costs one host sync per step, which the progress bar already pays when it shows the loss.
+    Reading the loss every step would make the host wait for the device every step. Instead the first
+    non-finite loss and its step are recorded on the device, and read on logging steps and before every
+    checkpoint is written (on_save_checkpoint runs before the file is saved), so no checkpoint ever holds
+    the weights a bad step produced: the last checkpoint stays the last good one.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Step and value of the first non-finite loss; the step stays NOT_SEEN while every loss is finite.
+        self._first_bad_step: torch.Tensor | None = None
+        self._first_bad_value: torch.Tensor | None = None
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -31,13 +40,37 @@ class StopOnNonFiniteLoss(pl.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if not isinstance(loss, torch.Tensor):
             return
-        value = float(loss.detach())
-        if math.isfinite(value):
+        self._record(loss.detach().float(), trainer.global_step)
+        if is_logging_step(trainer, batch_idx, after_optimizer_step=True):
+            self._raise_if_seen(trainer)
+
+    def _record(self, loss: torch.Tensor, step: int) -> None:
+        if self._first_bad_step is None:
+            self._first_bad_step = torch.full((), NOT_SEEN, dtype=torch.long, device=loss.device)
+            self._first_bad_value = torch.zeros((), device=loss.device)
+        first = (self._first_bad_step == NOT_SEEN) & ~torch.isfinite(loss)
+        self._first_bad_step = torch.where(first, step, self._first_bad_step)
+        self._first_bad_value = torch.where(first, loss, self._first_bad_value)
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._raise_if_seen(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._raise_if_seen(trainer)
+
+    def _raise_if_seen(self, trainer: pl.Trainer) -> None:
+        if self._first_bad_step is None:
+            return
+        step = int(self._first_bad_step)
+        if step == NOT_SEEN:
             return
         raise NonFiniteLossError(
-            f"The training loss became {value} at step {trainer.global_step} (epoch {trainer.current_epoch}, "
-            f"batch {batch_idx}); training stopped. {_last_good_checkpoint(trainer)} Lower --model.base_lr, "
-            "raise --model.warmup_epochs or --model.temperature, or train with --trainer.precision 32-true."
+            f"The training loss became {float(self._first_bad_value)} at step {step} (epoch "
+            f"{trainer.current_epoch}); training stopped. {_last_good_checkpoint(trainer)} Lower "
+            "--model.base_lr, raise --model.warmup_epochs or --model.temperature, or train with "
+            "--trainer.precision 32-true."
         )
 
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
+
+from callbacks.logging_steps import is_logging_step
 
 UNLABELED = -1
 
@@ -38,9 +40,9 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
 
 
 def _gather_from_all_ranks(trainer: pl.Trainer, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Concatenate the labelled samples of every rank, so all ranks take the identical probe step.
+    """Concatenate the samples of every rank, which may hold different numbers of them (the kNN bank).
 
-    all_gather needs equal shapes, but ranks hold different numbers of labelled samples; each rank pads to
+    all_gather needs equal shapes, so each rank pads to
     the largest count with the unlabeled marker, and the caller drops the padding with the unlabeled
     samples. Without DDP the gathers return their input unchanged and the reshapes are no-ops.
     """
@@ -54,22 +56,39 @@ def _gather_from_all_ranks(trainer: pl.Trainer, features: Tensor, labels: Tensor
     return all_features, all_labels
 
 
+ProbeFeatures = Literal["training_views", "probe_view"]
+
+
 class OnlineLinearProbe(pl.Callback):
-    """Trains a linear classifier on detached encoder features of ``batch["probe_view"]`` every training step
-    and reports its validation accuracy as ``val/probe_top1`` and ``val/probe_top5`` (``test/...`` under
-    ``trainer.test``).
+    """Trains a linear classifier on detached encoder features every training step and reports its
+    validation accuracy as ``val/probe_top1`` and ``val/probe_top5`` (``test/...`` under ``trainer.test``).
 
     Args:
         lr: AdamW learning rate of the probe (independent of the encoder's optimiser).
         weight_decay: AdamW weight decay of the probe.
         num_classes: number of classes; ``None`` reads ``trainer.datamodule.num_classes``.
+        features: what the probe trains on.
+            ``training_views`` (default): the representations the training step already computed, which
+            ``training_step`` returns as ``{"loss": loss, "features": h.detach()}`` ([V*B, D]: V views of the
+            B images, view-major); the probe then costs one linear layer, no encoder forward.
+            ``probe_view``: an extra no-grad, eval-mode encoder forward of ``batch["probe_view"]`` (a weakly
+            augmented view), features of the kind validation sees, at the cost of that forward.
     """
 
-    def __init__(self, lr: float = 1e-3, weight_decay: float = 0.0, num_classes: int | None = None) -> None:
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        num_classes: int | None = None,
+        features: ProbeFeatures = "training_views",
+    ) -> None:
         super().__init__()
+        if features not in ("training_views", "probe_view"):
+            raise ValueError(f"--probe.features must be training_views or probe_view, got {features!r}.")
         self.lr = lr
         self.weight_decay = weight_decay
         self.num_classes = num_classes
+        self.features = features
         self.classifier: nn.Linear | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.top1: MulticlassAccuracy | None = None
@@ -93,8 +112,10 @@ class OnlineLinearProbe(pl.Callback):
         # Broadcast on CPU: a pickled CUDA tensor would be unpickled onto rank 0's device on every rank.
         classifier.load_state_dict(trainer.strategy.broadcast(classifier.state_dict(), src=0))
         self.classifier = classifier.to(pl_module.device)
+        # Fused: one kernel per step, the step count kept on the device (the default implementation reads it
+        # on the host), and a device-side skip of the step (found_inf) for batches without labels.
         self.optimizer = torch.optim.AdamW(
-            self.classifier.parameters(), lr=self.lr, weight_decay=self.weight_decay
+            self.classifier.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True
         )
         self.top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro").to(pl_module.device)
         self.top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro").to(
@@ -119,26 +140,51 @@ class OnlineLinearProbe(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        # Encode only the labelled samples: with STL-10's unlabeled split most of a batch is unlabeled.
-        labelled = batch["label"] != UNLABELED
-        local_features = self._encode(trainer, pl_module, batch["probe_view"][labelled])
-        features, labels = _gather_from_all_ranks(trainer, local_features, batch["label"][labelled])
-        labelled = labels != UNLABELED
-        num_labelled = int(labelled.sum())
-        if num_labelled == 0:
-            return
-        features, labels = features[labelled], labels[labelled]
+        features = self._training_features(trainer, pl_module, outputs, batch)
+        labels = batch["label"].repeat(features.shape[0] // batch["label"].shape[0])
+        # Every rank takes the same step on the same gathered rows; without DDP the gather is the identity.
+        features = trainer.strategy.all_gather(features).reshape(-1, features.shape[-1])
+        labels = trainer.strategy.all_gather(labels).reshape(-1)
+        loss, logits = self._train_step(features, labels)
+        if is_logging_step(trainer, batch_idx, after_optimizer_step=True):
+            labelled = labels != UNLABELED
+            hits = (logits.argmax(dim=-1) == labels) & labelled
+            top1 = hits.sum() / labelled.sum().clamp(min=1)
+            # Equal on every rank, so they need no sync.
+            pl_module.log("train/probe_loss", loss, on_step=True, on_epoch=False, batch_size=labels.shape[0])
+            pl_module.log("train/probe_top1", top1, on_step=True, on_epoch=False, batch_size=labels.shape[0])
+
+    def _training_features(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any
+    ) -> Tensor:
+        if self.features == "probe_view":
+            return self._encode(trainer, pl_module, batch["probe_view"])
+        features = outputs.get("features") if isinstance(outputs, dict) else None
+        if not isinstance(features, Tensor):
+            raise ValueError(
+                f"OnlineLinearProbe(features='training_views') needs {type(pl_module).__name__}"
+                ".training_step to return {'loss': loss, 'features': representations.detach()}; return "
+                "them, or train the probe on its own forward with --probe.features probe_view."
+            )
+        return features.detach().float()
+
+    def _train_step(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """One AdamW step on the labelled rows of features [M, D], labels [M]; returns loss, logits, detached.
+
+        The loss ignores UNLABELED rows instead of selecting the labelled ones, which keeps every shape fixed,
+        so nothing is read on the host; a batch without any labelled row skips the step on the device (fused
+        AdamW's found_inf), leaving the probe and its optimiser state as they were.
+        """
+        labelled = (labels != UNLABELED).sum()
         with torch.autocast(device_type=features.device.type, enabled=False):
             logits = self.classifier(features)
-            loss = F.cross_entropy(logits, labels)
+            summed = F.cross_entropy(logits, labels, ignore_index=UNLABELED, reduction="sum")
+            loss = summed / labelled.clamp(min=1)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.optimizer.found_inf = (labelled == 0).float()
         self.optimizer.step()
-        loss = loss.detach()
-        top1 = (logits.detach().argmax(dim=-1) == labels).float().mean()
-        # Every rank computed these on the same gathered batch, so they need no sync.
-        pl_module.log("train/probe_loss", loss, on_step=True, on_epoch=False, batch_size=num_labelled)
-        pl_module.log("train/probe_top1", top1, on_step=True, on_epoch=False, batch_size=num_labelled)
+        return loss.detach(), logits.detach()
 
     @staticmethod
     def _encode(trainer: pl.Trainer, pl_module: pl.LightningModule, images: Tensor) -> Tensor:
@@ -148,8 +194,6 @@ class OnlineLinearProbe(pl.Callback):
         batch-norm running statistics, and together with validation's precision context it makes the
         features the same kind validation produces.
         """
-        if images.shape[0] == 0:
-            return torch.zeros(0, pl_module.feature_dim, device=images.device)
         with torch.no_grad(), _eval_mode(pl_module), trainer.precision_plugin.val_step_context():
             features = pl_module(images)
         return features.float()
@@ -211,4 +255,7 @@ class OnlineLinearProbe(pl.Callback):
 
     def _apply_state(self, state_dict: dict[str, Any]) -> None:
         self.classifier.load_state_dict(state_dict["classifier"])
-        self.optimizer.load_state_dict(state_dict["optimizer"])
+        # Checkpoints from before the probe's AdamW was fused resume into the fused step (found_inf needs it).
+        saved = state_dict["optimizer"]
+        groups = [{**group, "fused": True, "foreach": None} for group in saved["param_groups"]]
+        self.optimizer.load_state_dict({**saved, "param_groups": groups})

@@ -8,15 +8,18 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from callbacks.logging_steps import is_logging_step
+
 VIEWS_PER_IMAGE = 2
 
 
 class ViewsPerSecond(pl.Callback):
-    """Shows `views/s` (augmented views through the encoder per second, all devices) in the progress bar.
+    """Reports `views/s` (augmented views through the encoder per second, all devices) for the progress bar.
 
-    Measured on the host between batch ends over a window of steps, with no device sync of its own:
-    the progress bar already waits for the loss every step, so the host cannot run ahead of the
-    device by more than a step and the window average is the device's throughput.
+    Measured on the host between batch ends over a window of steps, with no device sync of its own. The
+    host can run ahead of the device only until something waits for it (a logging step, or the data
+    loader's pinned-memory copies), so over a window of steps the figure is the device's throughput.
+    Logged on logging steps only, as a callback metric (not sent to the loggers).
     """
 
     def __init__(self, window: int = 20) -> None:
@@ -35,6 +38,8 @@ class ViewsPerSecond(pl.Callback):
         self._batch_ends.append(time.perf_counter())
         if len(self._batch_ends) < 2 or not isinstance(batch, dict) or "view1" not in batch:
             return
+        if not is_logging_step(trainer, batch_idx, after_optimizer_step=True):
+            return
         images = batch["view1"].shape[0] * trainer.world_size
         seconds = (self._batch_ends[-1] - self._batch_ends[0]) / (len(self._batch_ends) - 1)
-        pl_module.log("views/s", VIEWS_PER_IMAGE * images / seconds, prog_bar=True, logger=False)
+        pl_module.log("views/s", VIEWS_PER_IMAGE * images / seconds, logger=False)

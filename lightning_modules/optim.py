@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 OptimizerName = Literal["lars", "sgd", "adamw"]
 
@@ -67,32 +67,50 @@ class LARS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """One multi-tensor update per parameter group: a fixed handful of foreach ops, whatever the
+        number of parameters, and no value ever read back to the host."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                update = param.grad
-                if not group["lars_exclude"]:
-                    update = update.add(param, alpha=group["weight_decay"])
-                    param_norm = torch.linalg.vector_norm(param)
-                    update_norm = torch.linalg.vector_norm(update)
-                    trust_ratio = torch.where(
-                        (param_norm > 0) & (update_norm > 0),
-                        group["trust_coefficient"] * param_norm / update_norm,
-                        torch.ones_like(param_norm),
-                    )
-                    update = update.mul(trust_ratio)
-                state = self.state[param]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.clone(update).detach()
-                else:
-                    state["momentum_buffer"].mul_(group["momentum"]).add_(update)
-                param.add_(state["momentum_buffer"], alpha=-group["lr"])
+            params = [param for param in group["params"] if param.grad is not None]
+            if not params:
+                continue
+            grads = [param.grad for param in params]
+            if group["lars_exclude"]:
+                updates = grads
+            else:
+                updates = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+                torch._foreach_mul_(updates, self._trust_ratios(params, updates, group["trust_coefficient"]))
+            self._momentum_step(params, updates, group["momentum"])
+            buffers = [self.state[param]["momentum_buffer"] for param in params]
+            torch._foreach_add_(params, buffers, alpha=-group["lr"])
         return loss
+
+    @staticmethod
+    def _trust_ratios(params: list[Tensor], updates: list[Tensor], trust_coefficient: float) -> list[Tensor]:
+        """trust_coefficient * ||w|| / ||update|| per tensor as 0-d device tensors; 1 where a norm is 0."""
+        param_norms = torch.stack(torch._foreach_norm(params))
+        update_norms = torch.stack(torch._foreach_norm(updates))
+        ratios = torch.where(
+            (param_norms > 0) & (update_norms > 0), trust_coefficient * param_norms / update_norms, 1.0
+        )
+        return list(ratios.unbind())
+
+    def _momentum_step(self, params: list[Tensor], updates: list[Tensor], momentum: float) -> None:
+        """buffer = momentum * buffer + update; the first step stores the update itself."""
+        buffers, buffered_updates = [], []
+        for param, update in zip(params, updates, strict=True):
+            state = self.state[param]
+            if "momentum_buffer" in state:
+                buffers.append(state["momentum_buffer"])
+                buffered_updates.append(update)
+            else:
+                state["momentum_buffer"] = torch.clone(update).detach()
+        if buffers:
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_add_(buffers, buffered_updates)
 
 
 # Transformer parameters that are not weights of a layer: position embeddings and the class (and

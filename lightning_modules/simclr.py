@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 
+from callbacks.logging_steps import is_logging_step
 from lightning_modules.backbones import benefits_from_channels_last, build_backbone
 from lightning_modules.losses import nt_xent_logits
 from lightning_modules.optim import OptimizerName, build_optimizer, scaled_learning_rate, warmup_cosine
@@ -133,11 +134,17 @@ class SimCLR(pl.LightningModule):
         """NT-Xent logits of this device's anchors against the projections of every device.
 
         Both views go through the network as one batch of 2N (one pass, batch-norm over both views).
+        """
+        return self._logits_of_representations(self._encode(torch.cat([view1, view2])))
+
+    def _logits_of_representations(self, representations: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits and targets from h of both views, [2N, feature_dim] (view1's rows first).
+
         The gather keeps gradients, so each device's loss also trains the other devices' projections
         as negatives; with one device the gather is the identity and the code path is the same.
         """
-        projections = self.projection_head(self._encode(torch.cat([view1, view2])))
-        n, dim = view1.shape[0], projections.shape[1]
+        projections = self.projection_head(representations)
+        n, dim = representations.shape[0] // 2, projections.shape[1]
         gathered = self._gather_with_gradients(projections).reshape(-1, 2, n, dim)
         z1, z2 = projections.chunk(2)
         return nt_xent_logits(
@@ -153,17 +160,21 @@ class SimCLR(pl.LightningModule):
             return tensor
         return self.all_gather(tensor, sync_grads=True)
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        logits, targets = self.contrastive_logits(batch["view1"], batch["view2"])
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """The loss, and the detached representations of both views for the online probe ([2N, D])."""
+        representations = self._encode(torch.cat([batch["view1"], batch["view2"]]))
+        logits, targets = self._logits_of_representations(representations)
         loss = F.cross_entropy(logits, targets)
-        # How often the positive is the most similar of the 2N-1 candidates: a cheap health signal that
-        # climbs quickly when learning works and sits near 1/(2N) when it does not.
-        positive_accuracy = (logits.argmax(dim=1) == targets).float().mean()
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/positive_accuracy", positive_accuracy)
-        # Logged by the module rather than LearningRateMonitor, which refuses to run without a logger.
-        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], prog_bar=True)
-        return loss
+        # Only on logging steps: a logged value is read on the host, and the bar reads it from there.
+        if is_logging_step(self.trainer, batch_idx, after_optimizer_step=False):
+            # How often the positive is the most similar of the 2N-1 candidates: a cheap health signal that
+            # climbs quickly when learning works and sits near 1/(2N) when it does not.
+            positive_accuracy = (logits.detach().argmax(dim=1) == targets).float().mean()
+            self.log("train/loss", loss.detach())
+            self.log("train/positive_accuracy", positive_accuracy)
+            # Logged by the module rather than LearningRateMonitor, which refuses to run without a logger.
+            self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
+        return {"loss": loss, "features": representations.detach()}
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Features for the evaluation callbacks (probe, kNN), computed once for all of them."""

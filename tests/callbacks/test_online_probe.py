@@ -24,8 +24,9 @@ class TinyContrastiveModule(pl.LightningModule):
     """Stands in for SimCLR. Its loss ignores the encoder, so any encoder gradient can only come from the
     probe, and its optimiser covers the encoder, so such a gradient would also move the encoder weights."""
 
-    def __init__(self, batch_norm: bool = False) -> None:
+    def __init__(self, batch_norm: bool = False, return_features: bool = True) -> None:
         super().__init__()
+        self.return_features = return_features
         self.feature_dim = FEATURE_DIM
         layers: list[nn.Module] = [nn.Flatten(), nn.Linear(3 * 2 * 2, FEATURE_DIM)]
         if batch_norm:
@@ -36,8 +37,11 @@ class TinyContrastiveModule(pl.LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         return self.encoder(images)
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self.loss_weight**2
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | dict[str, Tensor]:
+        if not self.return_features:
+            return self.loss_weight**2
+        representations = self(torch.cat([batch["view1"], batch["view2"]]))
+        return {"loss": self.loss_weight**2, "features": representations.detach()}
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         images, labels = batch
@@ -148,8 +152,12 @@ def _seed() -> None:
     pl.seed_everything(0, verbose=False)
 
 
-def test_probe_learns_separable_classes_far_above_chance() -> None:
-    probe = OnlineLinearProbe(lr=0.05, num_classes=4)
+BOTH_SOURCES = pytest.mark.parametrize("features", ["training_views", "probe_view"])
+
+
+@BOTH_SOURCES
+def test_probe_learns_separable_classes_far_above_chance(features: str) -> None:
+    probe = OnlineLinearProbe(lr=0.05, num_classes=4, features=features)
     trainer = make_trainer(callbacks=[probe], max_epochs=3)
     trainer.fit(
         TinyContrastiveModule(),
@@ -169,10 +177,11 @@ def test_probe_learns_separable_classes_far_above_chance() -> None:
     assert "val/probe_top1" not in trainer.callback_metrics
 
 
-def test_probe_sends_no_gradient_into_the_encoder_and_keeps_its_mode() -> None:
+@BOTH_SOURCES
+def test_probe_sends_no_gradient_into_the_encoder_and_keeps_its_mode(features: str) -> None:
     module = TinyContrastiveModule()
     encoder_before = copy.deepcopy(module.encoder.state_dict())
-    probe = OnlineLinearProbe(lr=0.05, num_classes=4)
+    probe = OnlineLinearProbe(lr=0.05, num_classes=4, features=features)
     observed: list[tuple[bool, bool]] = []
 
     def check_after_probe_step(pl_module: pl.LightningModule) -> None:
@@ -189,14 +198,20 @@ def test_probe_sends_no_gradient_into_the_encoder_and_keeps_its_mode() -> None:
 
 
 def test_probe_forward_leaves_encoder_batch_norm_statistics_unchanged() -> None:
-    module = TinyContrastiveModule(batch_norm=True)
+    module = TinyContrastiveModule(batch_norm=True, return_features=False)
     batch_norm = module.encoder[-1]
     statistics_before = copy.deepcopy(batch_norm.state_dict())
-    trainer = make_trainer(callbacks=[OnlineLinearProbe(num_classes=4)], max_steps=3)
+    trainer = make_trainer(callbacks=[OnlineLinearProbe(num_classes=4, features="probe_view")], max_steps=3)
     trainer.fit(module, train_loader(*gaussian_blobs(4, 16, seed=1)))
 
     assert "train/probe_loss" in trainer.callback_metrics
     assert_states_equal(batch_norm.state_dict(), statistics_before)
+
+
+def test_training_views_without_features_is_a_clear_error() -> None:
+    trainer = make_trainer(callbacks=[OnlineLinearProbe(num_classes=4)], max_steps=1)
+    with pytest.raises(ValueError, match="--probe.features probe_view"):
+        trainer.fit(TinyContrastiveModule(return_features=False), train_loader(*gaussian_blobs(4, 4, seed=1)))
 
 
 def test_eval_mode_restores_each_submodule_to_its_own_mode() -> None:
@@ -208,25 +223,34 @@ def test_eval_mode_restores_each_submodule_to_its_own_mode() -> None:
     assert not frozen_batch_norm.training
 
 
-def test_batches_without_labels_leave_the_probe_untouched() -> None:
+@BOTH_SOURCES
+def test_batches_without_labels_leave_the_probe_untouched(features: str) -> None:
     images, labels = gaussian_blobs(4, 8, seed=1)
-    probe = OnlineLinearProbe(num_classes=4)
-    initial: dict[str, Tensor] = {}
-    callbacks = [probe, Probe(on_train_start=lambda _: initial.update(copy.deepcopy(probe.state_dict())))]
-    trainer = make_trainer(callbacks=callbacks, max_steps=2)
-    trainer.fit(TinyContrastiveModule(), train_loader(images, torch.full_like(labels, -1)))
+    labels[16:] = -1  # one labelled batch of 16, then one without labels
+    probe = OnlineLinearProbe(num_classes=4, features=features)
+    after_first_step: dict[str, Any] = {}
 
-    assert_states_equal(probe.classifier.state_dict(), initial["classifier"])
-    assert probe.optimizer.state_dict()["state"] == {}
-    assert "train/probe_loss" not in trainer.callback_metrics
+    def record(pl_module: pl.LightningModule) -> None:
+        if not after_first_step:
+            after_first_step.update(copy.deepcopy(probe.state_dict()))
+
+    trainer = make_trainer(callbacks=[probe, Probe(after_probe_step=record)], max_steps=2)
+    loader = DataLoader(ContrastiveDataset(images, labels), batch_size=16)
+    trainer.fit(TinyContrastiveModule(), loader)
+
+    assert after_first_step["optimizer"]["state"][0]["step"].item() == 1
+    # The second step saw no label: weights, moments and step count are exactly those of the first.
+    assert_states_equal(probe.state_dict(), after_first_step)
+    assert trainer.callback_metrics["train/probe_loss"] == 0.0
 
 
-def test_mixed_batch_trains_on_the_labelled_samples_only() -> None:
+@BOTH_SOURCES
+def test_mixed_batch_trains_on_the_labelled_samples_only(features: str) -> None:
     images, labels = gaussian_blobs(4, 4, seed=1)
     labels[::2] = -1
     images[::2] = 1000.0  # an unlabeled sample leaking into the step would dominate it
     module = TinyContrastiveModule()
-    probe = OnlineLinearProbe(lr=0.1, num_classes=4)
+    probe = OnlineLinearProbe(lr=0.1, num_classes=4, features=features)
     initial: dict[str, Any] = {}
     callbacks = [probe, Probe(on_train_start=lambda _: initial.update(copy.deepcopy(probe.state_dict())))]
     trainer = make_trainer(callbacks=callbacks, max_steps=1)
@@ -237,18 +261,19 @@ def test_mixed_batch_trains_on_the_labelled_samples_only() -> None:
     optimizer = torch.optim.AdamW(reference.parameters(), lr=0.1, weight_decay=0.0)
     labelled = labels >= 0
     with torch.no_grad():
-        features = module(images[labelled])
-    nn.functional.cross_entropy(reference(features), labels[labelled]).backward()
+        representations = module(images[labelled])
+    nn.functional.cross_entropy(reference(representations), labels[labelled]).backward()
     optimizer.step()
     assert not torch.allclose(reference.weight, initial["classifier"]["weight"])
     torch.testing.assert_close(probe.classifier.state_dict(), reference.state_dict())
     assert trainer.callback_metrics["train/probe_loss"] > 0
 
 
-def test_probe_state_survives_checkpoint_and_training_continues(tmp_path: Path) -> None:
+@BOTH_SOURCES
+def test_probe_state_survives_checkpoint_and_training_continues(tmp_path: Path, features: str) -> None:
     images, labels = gaussian_blobs(4, 16, seed=1)
     # 4 steps is exactly one epoch of 64 samples, so the checkpoint is an end-of-epoch one.
-    first_trainer = make_trainer(callbacks=[OnlineLinearProbe(num_classes=4)], max_steps=4)
+    first_trainer = make_trainer(callbacks=[OnlineLinearProbe(num_classes=4, features=features)], max_steps=4)
     first_trainer.fit(TinyContrastiveModule(), train_loader(images, labels))
     checkpoint_path = tmp_path / "probe.ckpt"
     first_trainer.save_checkpoint(checkpoint_path)
@@ -256,7 +281,7 @@ def test_probe_state_survives_checkpoint_and_training_continues(tmp_path: Path) 
     assert set(saved) == {"classifier", "optimizer"}
     assert saved["optimizer"]["state"][0]["step"].item() == 4
 
-    resumed_probe = OnlineLinearProbe(num_classes=4)
+    resumed_probe = OnlineLinearProbe(num_classes=4, features=features)
     restored: dict[str, Any] = {}
     record = Probe(on_train_start=lambda _: restored.update(copy.deepcopy(resumed_probe.state_dict())))
     resumed_trainer = make_trainer(callbacks=[resumed_probe, record], max_steps=8)
@@ -265,6 +290,21 @@ def test_probe_state_survives_checkpoint_and_training_continues(tmp_path: Path) 
     assert_states_equal(restored, saved)
     assert resumed_probe.optimizer.state_dict()["state"][0]["step"].item() == 8
     assert not torch.equal(resumed_probe.classifier.weight, saved["classifier"]["weight"])
+
+
+def test_probe_state_of_the_unfused_optimiser_resumes() -> None:
+    """Checkpoints written before the probe's AdamW was fused (its step count kept on the host)."""
+    classifier = nn.Linear(FEATURE_DIM, 4)
+    unfused = torch.optim.AdamW(classifier.parameters(), lr=1e-3)
+    classifier(torch.randn(2, FEATURE_DIM)).sum().backward()
+    unfused.step()
+    probe = OnlineLinearProbe(num_classes=4)
+    probe.load_state_dict({"classifier": classifier.state_dict(), "optimizer": unfused.state_dict()})
+    images, labels = gaussian_blobs(4, 8, seed=1)
+    make_trainer(callbacks=[probe], max_steps=2).fit(TinyContrastiveModule(), train_loader(images, labels))
+
+    assert probe.optimizer.param_groups[0]["fused"]
+    assert probe.optimizer.state_dict()["state"][0]["step"].item() == 3
 
 
 def test_state_loaded_before_setup_is_applied_by_setup() -> None:

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
+from tests.op_counts import count_aten_ops
+
+
+def fake_trainer(global_step: int) -> SimpleNamespace:
+    return SimpleNamespace(
+        global_step=global_step, log_every_n_steps=10, max_steps=-1, num_training_batches=1000,
+        current_epoch=0, checkpoint_callbacks=[],
+    )  # fmt: skip
+
+
+def test_a_non_finite_loss_is_reported_with_its_step_before_any_checkpoint_is_saved() -> None:
+    callback = StopOnNonFiniteLoss()
+    losses = [1.0, 2.0, float("nan"), float("inf"), 3.0]  # steps 1-5; step 3 is the first bad one
+
+    def steps() -> None:
+        for index, loss in enumerate(losses):
+            outputs = {"loss": torch.tensor(loss)}
+            callback.on_train_batch_end(fake_trainer(index + 1), None, outputs, None, index)
+
+    counts = count_aten_ops(steps)
+    assert counts.host_syncs() == 0  # none of these steps logs, so nothing is read on the host
+    with pytest.raises(NonFiniteLossError, match=r"became nan at step 3 .*No checkpoint had been saved yet"):
+        callback.on_save_checkpoint(fake_trainer(5), None, {})
+
+
+def test_finite_losses_pass_logging_steps_and_checkpoints() -> None:
+    callback = StopOnNonFiniteLoss()
+    for index in range(20):
+        callback.on_train_batch_end(fake_trainer(index + 1), None, torch.tensor(0.5), None, index)
+    callback.on_save_checkpoint(fake_trainer(20), None, {})
+
+
+def test_a_logging_step_reports_the_non_finite_loss() -> None:
+    callback = StopOnNonFiniteLoss()
+    callback.on_train_batch_end(fake_trainer(9), None, torch.tensor(float("-inf")), None, 8)
+    with pytest.raises(NonFiniteLossError, match="became -inf at step 9"):
+        callback.on_train_batch_end(fake_trainer(10), None, torch.tensor(1.0), None, 9)

@@ -1,0 +1,79 @@
+"""Counts of the aten ops a piece of code dispatches: the host syncs and kernel launches tests can assert.
+
+Wall times cannot be asserted in a test; these counts are exact and the same on every machine. The counts
+come from a TorchDispatchMode, so they see the calling thread only (not DataLoader workers).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# Boolean-mask indexing is dispatched as aten::index on CPU; on CUDA it runs nonzero, a host sync.
+BOOLEAN_MASK_INDEX = "aten::index(boolean mask)"
+# Ops that copy a value to the host and wait for the device (`.item()`, `float(t)`, `bool(t)`, nonzero...).
+HOST_SYNC_OPS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", BOOLEAN_MASK_INDEX)
+# Ops that allocate or relabel memory without running a kernel.
+NON_LAUNCHING_OPS = frozenset(
+    ("aten::empty", "aten::empty_strided", "aten::empty_like", "aten::lift_fresh")
+) | {"aten::_local_scalar_dense"}
+
+
+def aten_op_name(func: torch._ops.OpOverload, args: tuple) -> str:
+    """The op's name ("aten::add_"); boolean-mask indexing gets a name of its own."""
+    name = func._schema.name
+    if name == "aten::index" and any(
+        isinstance(index, torch.Tensor) and index.dtype == torch.bool for index in args[1]
+    ):
+        return BOOLEAN_MASK_INDEX
+    return name
+
+
+class AtenOpCounter(TorchDispatchMode):
+    """Counts the aten ops dispatched while it is entered; may be entered and left many times."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+        self.views: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        name = aten_op_name(func, args)
+        self.counts[name] += 1
+        if func.is_view:
+            self.views.add(name)
+        return func(*args, **(kwargs or {}))
+
+    def result(self) -> OpCounts:
+        counts = OpCounts(self.counts)
+        counts.views = frozenset(self.views)
+        return counts
+
+
+class OpCounts(Counter):
+    """aten op name -> calls, plus which of them are views (no kernel)."""
+
+    views: frozenset[str] = frozenset()
+
+    def launching(self) -> int:
+        """Calls of aten ops that run a kernel: all but views and allocations (and profiler markers)."""
+        return sum(
+            count
+            for name, count in self.items()
+            if name.startswith("aten::") and name not in self.views and name not in NON_LAUNCHING_OPS
+        )
+
+    def host_syncs(self) -> int:
+        return sum(self[name] for name in HOST_SYNC_OPS)
+
+
+def count_aten_ops(fn: Callable[[], Any]) -> OpCounts:
+    """How often each aten op ("aten::add_", ...) runs during fn() in this thread (a collections.Counter)."""
+    counter = AtenOpCounter()
+    with counter:
+        fn()
+    return counter.result()
