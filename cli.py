@@ -35,6 +35,7 @@ from reliability.run_folder import (
     RUN_DIR_ENV,
     WANDB_ID_ENV,
     newest_checkpoint,
+    rebase_copied_run,
     requeued_run_dir,
     resolve_last_checkpoint,
     resolve_run_dir,
@@ -106,6 +107,7 @@ class SimCLRCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        rebase_copied_run(config)
         trainer = config.trainer
         requeued = requeued_run_dir(trainer.default_root_dir) if self.subcommand == "fit" else None
         if requeued is not None and config.get("ckpt_path") is None and not os.environ.get(RUN_DIR_ENV):

@@ -10,6 +10,7 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
@@ -148,3 +149,56 @@ def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
         )
     os.environ[RUN_DIR_ENV] = str(run_dir)
     return run_dir
+
+
+def _is_under(path: str | None, folder: Path) -> bool:
+    return path is not None and Path(path).resolve().is_relative_to(folder.resolve())
+
+
+def _rebased(path: str, old: Path, new: Path) -> str:
+    return str(new / Path(path).resolve().relative_to(old.resolve()))
+
+
+def rebase_copied_run(config: Any) -> None:
+    """A run folder that was copied or moved resumes in the folder it now lies in.
+
+    train.py records absolute (or cwd-relative) paths in config.yaml: the run folder, the checkpoint
+    folders and, once resumed, the checkpoint. Read back from a copy they would name the original, so
+    `fit --config COPY/config.yaml --ckpt_path last` would resume from, and overwrite, the original's
+    last.ckpt. Every path inside the recorded folder is moved to the folder the config file lies in
+    (or to a new --trainer.default_root_dir, when a run is repeated elsewhere from its config).
+    """
+    for given in reversed(config.get("config") or []):
+        file = Path(str(given))
+        recorded = _recorded_run_dir(file)
+        if recorded is None or recorded.resolve() == file.parent.resolve():
+            continue
+        trainer = config.trainer
+        if trainer.default_root_dir is not None and Path(trainer.default_root_dir) == recorded:
+            trainer.default_root_dir = str(file.parent)
+        target = Path(trainer.default_root_dir) if trainer.default_root_dir else None
+        for section in (config.checkpoint, config.step_checkpoint):
+            if target is not None and _is_under(section.dirpath, recorded):
+                section.dirpath = _rebased(section.dirpath, recorded, target)
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path not in (None, "last", "best", "hpc", "registry") and _is_under(ckpt_path, recorded):
+            config.ckpt_path = _rebased(ckpt_path, recorded, file.parent)
+        return
+
+
+def _recorded_run_dir(file: Path) -> Path | None:
+    """The run folder a config file written by train.py records (its checkpoints lie in <it>/checkpoints).
+
+    None for any other config file, e.g. configs/*.yaml or a hand-written one naming an output folder.
+    """
+    try:
+        saved = yaml.safe_load(file.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    root = (saved.get("trainer") or {}).get("default_root_dir")
+    dirpath = (saved.get("checkpoint") or {}).get("dirpath")
+    if not root or not dirpath or Path(dirpath) != Path(root) / "checkpoints":
+        return None
+    return Path(root)
