@@ -171,14 +171,14 @@ def rebase_copied_run(config: Any) -> None:
     for given in reversed(config.get("config") or []):
         file = Path(str(given))
         recorded = _recorded_run_dir(file)
-        if recorded is None or recorded.resolve() == file.parent.resolve():
+        if recorded is None:
             continue
         trainer = config.trainer
-        if trainer.default_root_dir is not None and Path(trainer.default_root_dir) == recorded:
+        if trainer.default_root_dir is None or Path(trainer.default_root_dir) == recorded:
             trainer.default_root_dir = str(file.parent)
-        target = Path(trainer.default_root_dir) if trainer.default_root_dir else None
+        target = Path(trainer.default_root_dir)
         for section in (config.checkpoint, config.step_checkpoint):
-            if target is not None and _is_under(section.dirpath, recorded):
+            if _is_under(section.dirpath, recorded):
                 section.dirpath = _rebased(section.dirpath, recorded, target)
         ckpt_path = config.get("ckpt_path")
         if ckpt_path not in (None, "last", "best", "hpc", "registry") and _is_under(ckpt_path, recorded):
