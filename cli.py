@@ -16,7 +16,7 @@ import torch
 from jsonargparse import Namespace, lazy_instance
 from pytorch_lightning import Callback, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import CheckpointIO
 
 from callbacks import KNNMonitor, OnlineLinearProbe, TrainingCurves, ViewPairsGrid
@@ -35,7 +35,7 @@ from reliability.run_folder import (
     RUN_DIR_ENV,
     WANDB_ID_ENV,
     newest_checkpoint,
-    rebase_copied_run,
+    prepare_checkpoint_paths,
     requeued_run_dir,
     resolve_last_checkpoint,
     resolve_run_dir,
@@ -105,9 +105,13 @@ class SimCLRCLI(LightningCLI):
         parser.add_lightning_class_args(TrainingCurves, "curves")
         parser.add_lightning_class_args(ViewPairsGrid, "view_pairs")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        super().parse_arguments(parser, args)
+        if self.config.get("subcommand"):  # before Lightning reads the checkpoint's hyperparameters
+            prepare_checkpoint_paths(self.config[self.config.subcommand])
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        rebase_copied_run(config)
         trainer = config.trainer
         requeued = requeued_run_dir(trainer.default_root_dir) if self.subcommand == "fit" else None
         if requeued is not None and config.get("ckpt_path") is None and not os.environ.get(RUN_DIR_ENV):

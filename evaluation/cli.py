@@ -26,6 +26,7 @@ from evaluation.commands import (
 )
 from evaluation.finetune import FinetuneSettings
 from evaluation.results import RUN_CONFIG_FILENAME, fresh_output_dir, run_folder_of
+from reliability.checkpoint_files import read_simclr_checkpoint
 
 DATA_COMMANDS = ("linear", "knn", "finetune")
 CONFIG_FLAG = "--config"
@@ -170,6 +171,8 @@ def main(argv: list[str] | None = None) -> object:
     command = config.command
     options: Namespace = config[command]
     checkpoint = Path(options.ckpt)
+    if command != "predict":
+        read_simclr_checkpoint(checkpoint, "--ckpt")  # before any output folder is made
     if command == "predict":
         predictions = run_predict(checkpoint, options.images, resolve_device(options.device), options.top_k)
         if options.output_dir is not None:

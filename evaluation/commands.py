@@ -25,12 +25,11 @@ from evaluation.models import (
     ClassifierMeta,
     EncoderClassifier,
     EncoderSpec,
-    load_classifier,
     load_simclr,
     save_classifier,
 )
 from evaluation.plots import confusion_matrix, plot_confusion_matrix, plot_embedding
-from evaluation.predict import image_paths, predict_images
+from evaluation.predict import image_paths, load_classifier, predict_images
 from evaluation.results import print_table, write_results
 from evaluation.subsets import class_balanced_subset
 

@@ -39,6 +39,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
         _fsync_directory(target.parent)
 
+    def load_checkpoint(
+        self, path: _PATH, map_location: Any = "cpu", weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Always weights_only: resuming must never run code that a crafted checkpoint carries."""
+        del weights_only  # Lightning passes None (torch's default, which an environment variable can flip)
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+
 
 def _fsync_directory(folder: Path) -> None:
     """Makes the rename itself durable; not possible (nor needed) on Windows."""

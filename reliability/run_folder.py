@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
+from reliability.checkpoint_files import LIGHTNING_CKPT_ALIASES, read_simclr_checkpoint
 from reliability.errors import UserError
 
 RUNS_ROOT = "runs"
@@ -67,11 +68,13 @@ def resolve_last_checkpoint(run_dir: str | None, checkpoint_dir: str | None) -> 
             "e.g. python train.py fit --config runs/RUN/config.yaml --ckpt_path last."
         )
     folder = Path(checkpoint_dir) if checkpoint_dir else Path(run_dir) / "checkpoints"
-    if not any(folder.glob("last*.ckpt")):
+    candidates = list(folder.glob("last*.ckpt"))
+    if not candidates:
         raise UserError(
             f"--ckpt_path last: no last.ckpt in '{folder}', so there is nothing to resume. Check the run "
             "folder, or start a new run without --ckpt_path."
         )
+    read_simclr_checkpoint(max(candidates, key=lambda path: path.stat().st_mtime), "--ckpt_path last")
 
 
 def requeued_run_dir(given: str | None) -> Path | None:
@@ -202,3 +205,13 @@ def _recorded_run_dir(file: Path) -> Path | None:
     if not root or not dirpath or Path(dirpath) != Path(root) / "checkpoints":
         return None
     return Path(root)
+
+
+def prepare_checkpoint_paths(config: Any) -> None:
+    """A subcommand's parsed config: paths of a copied run folder moved to the copy, and a named
+    `--ckpt_path FILE` checked to be a SimCLR checkpoint before anything is built or written."""
+    rebase_copied_run(config)
+    ckpt_path = config.get("ckpt_path")
+    if ckpt_path is None or ckpt_path in LIGHTNING_CKPT_ALIASES or ckpt_path.startswith("registry"):
+        return
+    read_simclr_checkpoint(ckpt_path, "--ckpt_path")

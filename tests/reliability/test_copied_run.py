@@ -40,7 +40,7 @@ def first_epoch(tmp_path: Path) -> Path:
 
 
 def resume(run: Path) -> None:
-    cli_main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.max_epochs", "2"])
+    cli_main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.max_epochs=2"])
 
 
 def test_a_copied_run_resumes_in_the_copy_and_leaves_the_original_alone(tmp_path: Path) -> None:
