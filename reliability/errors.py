@@ -19,6 +19,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
     FileNotFoundError,
     FileExistsError,
+    NotADirectoryError,
     MisconfigurationException,
 )
 
