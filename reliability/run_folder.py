@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ def resolve_last_checkpoint(run_dir: str | None, checkpoint_dir: str | None) -> 
     if not candidates:
         raise UserError(
             f"--ckpt_path last: no last.ckpt in '{folder}', so there is nothing to resume. Check the run "
-            "folder, or start a new run without --ckpt_path."
+            "folder, or run the same command without --ckpt_path last to start the run afresh there."
         )
     read_simclr_checkpoint(max(candidates, key=lambda path: path.stat().st_mtime), "--ckpt_path last")
 
@@ -120,6 +121,21 @@ def resolve_wandb_run_id(resuming: bool, configured: str | None) -> str:
     return run_id
 
 
+def _set_aside_config(run_dir: Path) -> None:
+    """A run that saved no checkpoint (killed early, or stopped by bad data) has nothing to resume or
+    lose: a new run may start in its folder. Its config.yaml is kept under another name."""
+    kept = run_dir / f"config-unfinished-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+    try:
+        os.replace(run_dir / CONFIG_FILENAME, kept)
+    except FileNotFoundError:  # another rank of this job set it aside first
+        return
+    warnings.warn(
+        f"'{run_dir}' holds a run that saved no checkpoint; starting a new run there (the earlier "
+        f"{CONFIG_FILENAME} is kept as {kept.name}).",
+        stacklevel=2,
+    )
+
+
 def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
     """The folder this run writes into, the same one for every rank of a job.
 
@@ -145,11 +161,13 @@ def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
         # group, so the check below still sees a previous run's, never this one's.
         run_dir = parent / name if job_id else _fresh_folder(parent, name)
     if subcommand == "fit" and (run_dir / CONFIG_FILENAME).exists() and not resuming:
-        raise FileExistsError(
-            f"'{run_dir}' already holds a run ({CONFIG_FILENAME} is there). To continue it pass "
-            f"--ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}; to start a new one choose another "
-            "--trainer.default_root_dir."
-        )
+        if any(run_dir.rglob("*.ckpt")):
+            raise FileExistsError(
+                f"'{run_dir}' already holds a run ({CONFIG_FILENAME} and checkpoints are there). To continue "
+                f"it pass --config {run_dir / CONFIG_FILENAME} --ckpt_path last; to start a new one choose "
+                "another --trainer.default_root_dir."
+            )
+        _set_aside_config(run_dir)
     os.environ[RUN_DIR_ENV] = str(run_dir)
     return run_dir
 

@@ -159,11 +159,28 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(images: Path, 
 
 def test_output_folder_that_already_holds_a_run(images: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed_everything: 0\n")
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    line = error_line(smoke_args(images, run), capsys)
+    assert f"'{run}' already holds a run" in line
+    assert f"--config {run / 'config.yaml'} --ckpt_path last" in line
+    assert (run / "config.yaml").read_text() == "seed_everything: 0\n"
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == b"weights"
+
+
+def test_a_folder_whose_run_saved_no_checkpoint_takes_a_new_run(images: Path, tmp_path: Path) -> None:
+    """Killed before its first checkpoint, or stopped by bad data: nothing to resume, so no dead end."""
+    run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("seed_everything: 0\n")
-    line = error_line(smoke_args(images, run), capsys)
-    assert f"'{run}' already holds a run" in line and "--ckpt_path" in line
-    assert (run / "config.yaml").read_text() == "seed_everything: 0\n"
+    (run / "notes.txt").write_text("mine")
+    with pytest.warns(UserWarning, match="saved no checkpoint; starting a new run there"):
+        cli_main(smoke_args(images, run, "--trainer.max_epochs", "1"))
+    kept = list(run.glob("config-unfinished-*.yaml"))
+    assert len(kept) == 1 and kept[0].read_text() == "seed_everything: 0\n"
+    assert (run / "notes.txt").read_text() == "mine"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
 
 
 def test_resume_with_nothing_to_resume(images: Path, tmp_path: Path, capsys) -> None:
