@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +30,8 @@ from datamodules import SimCLRDataModule
 from lightning_modules.simclr import SimCLR
 from reliability.checkpoint_io import AtomicCheckpointIO
 from reliability.code_version import code_version
-from reliability.errors import UserError, reported_as_one_line
+from reliability.config_files import check_config_files
+from reliability.errors import UserError, parser_kwargs_raising_errors, reported_as_one_line
 from reliability.run_folder import (
     CONFIG_FILENAME,
     RUN_DIR_ENV,
@@ -251,6 +253,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
     torch.set_float32_matmul_precision("high")
     try:
         with reported_as_one_line():
+            check_config_files(sys.argv[1:] if args is None else args)
             simclr_cli = SimCLRCLI(
                 SimCLR,
                 SimCLRDataModule,
@@ -264,6 +267,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
                     },
                 },
                 save_config_kwargs={"config_filename": CONFIG_FILENAME},
+                parser_kwargs=parser_kwargs_raising_errors(tuple(LightningCLI.subcommands())),
                 args=args,
                 run=run,
             )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from datamodules.base import SimCLRDataModule
@@ -27,6 +26,7 @@ from evaluation.commands import (
 from evaluation.finetune import FinetuneSettings
 from evaluation.results import RUN_CONFIG_FILENAME, fresh_output_dir, run_folder_of
 from reliability.checkpoint_files import read_simclr_checkpoint
+from reliability.config_files import read_config_file
 
 DATA_COMMANDS = ("linear", "knn", "finetune")
 CONFIG_FLAG = "--config"
@@ -58,12 +58,19 @@ def _common_arguments(parser: ArgumentParser, data: bool, ckpt_help: str) -> Non
         )
 
 
+def _subcommand_parser(description: str) -> ArgumentParser:
+    # Errors raise (printed as one `error:` line by evaluate.py) instead of printing usage and exiting 2.
+    return ArgumentParser(description=description, exit_on_error=False)
+
+
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="evaluate.py", description="Evaluate a SimCLR checkpoint.")
+    parser = ArgumentParser(
+        prog="evaluate.py", description="Evaluate a SimCLR checkpoint.", exit_on_error=False
+    )
     commands = parser.add_subcommands(dest="command")
     simclr_ckpt = "SimCLR checkpoint written by train.py (runs/RUN/checkpoints/*.ckpt)."
 
-    linear = ArgumentParser(description="Linear evaluation on frozen features (top-1, top-5).")
+    linear = _subcommand_parser("Linear evaluation on frozen features (top-1, top-5).")
     _common_arguments(linear, data=True, ckpt_help=simclr_ckpt)
     linear.add_argument("--epochs", type=int, default=100)
     linear.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate of the classifier.")
@@ -81,13 +88,13 @@ def build_parser() -> ArgumentParser:
     linear.add_argument("--embedding_plot", type=bool, default=True, help="t-SNE map of the test features.")
     commands.add_subcommand("linear", linear)
 
-    knn = ArgumentParser(description="Weighted kNN classification (Wu et al., 2018), top-1.")
+    knn = _subcommand_parser("Weighted kNN classification (Wu et al., 2018), top-1.")
     _common_arguments(knn, data=True, ckpt_help=simclr_ckpt)
     knn.add_argument("--k", type=int, default=200)
     knn.add_argument("--temperature", type=float, default=0.1)
     commands.add_subcommand("knn", knn)
 
-    finetune = ArgumentParser(description="Fine-tune the whole network on 1%, 10% and all of the labels.")
+    finetune = _subcommand_parser("Fine-tune the whole network on 1%, 10% and all of the labels.")
     _common_arguments(finetune, data=True, ckpt_help=simclr_ckpt)
     finetune.add_argument(
         "--fractions",
@@ -98,7 +105,7 @@ def build_parser() -> ArgumentParser:
     finetune.add_class_arguments(FinetuneSettings, "finetune")
     commands.add_subcommand("finetune", finetune)
 
-    predict = ArgumentParser(description="Classify image files or folders with a saved classifier.")
+    predict = _subcommand_parser("Classify image files or folders with a saved classifier.")
     predict.add_argument(
         "--ckpt",
         type=str,
@@ -116,7 +123,7 @@ def build_parser() -> ArgumentParser:
     )
     commands.add_subcommand("predict", predict)
 
-    export = ArgumentParser(description="Export the encoder as a torchvision state_dict (encoder.pt).")
+    export = _subcommand_parser("Export the encoder as a torchvision state_dict (encoder.pt).")
     _common_arguments(export, data=False, ckpt_help=simclr_ckpt)
     commands.add_subcommand("export", export)
     return parser
@@ -142,9 +149,7 @@ def _only_data_sections(argv: list[str]) -> list[str]:
 
 
 def _data_section(path: Path) -> str:
-    if not path.is_file():
-        raise FileNotFoundError(f"Config file '{path}' ({CONFIG_FLAG}) does not exist.")
-    content = yaml.safe_load(path.read_text()) or {}
+    content = read_config_file(path)
     return json.dumps({"data": content["data"]} if "data" in content else {})
 
 

@@ -7,7 +7,9 @@ shortened; anything else is a bug and keeps its traceback. SIMCLR_DEBUG=1 keeps 
 from __future__ import annotations
 
 import os
+import re
 import sys
+from argparse import ArgumentError
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,6 +18,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 DEBUG_ENV = "SIMCLR_DEBUG"
 EXIT_STATUS = 1
 USER_ERRORS: tuple[type[BaseException], ...] = (
+    ArgumentError,  # the command line or a config file (jsonargparse with exit_on_error=False)
     ValueError,
     FileNotFoundError,
     FileExistsError,
@@ -39,7 +42,44 @@ def one_line(error: BaseException) -> str:
         text = text.splitlines()[-1]
         prefix, _, message = text.partition(": ")
         text = message if message and " " not in prefix else text
-    return " ".join(text.split())
+    return " ".join(_condensed_union_error(text).split())
+
+
+def parser_kwargs_raising_errors(subcommands: tuple[str, ...]) -> dict[str, object]:
+    """LightningCLI parser_kwargs under which a parsing error raises (then printed as one line, exit 1)
+    instead of printing ~100 lines of usage and exiting with status 2."""
+    return {"exit_on_error": False, **{name: {"exit_on_error": False} for name in subcommands}}
+
+
+def _condensed_union_error(text: str) -> str:
+    """jsonargparse's "Does not validate against any of the Union subtypes" report, down to its reason.
+
+    The report lists every type the value was tried as (including None) and the whole parsed value;
+    the sentence that matters (e.g. "batch_size=0 is too small ...") is one of its items.
+    """
+    if "Does not validate against any of the Union subtypes" not in text:
+        return text
+    key_match = re.search(r'Parser key "([^"]+)"', text)
+    key = f"--{key_match.group(1)}: " if key_match else ""
+    given_match = re.search(r"^\s*Given value: (.*)$", text, flags=re.MULTILINE)
+    given = given_match.group(1) if given_match else "?"
+    indent_match = re.search(r"Errors:\n( *)- ", text)
+    indent = indent_match.group(1) if indent_match else "    "
+    reasons = [
+        item for item in re.findall(rf"^{indent}- (.*)$", text, flags=re.MULTILINE)
+        if item != "Expected a <class 'NoneType'>"
+    ]
+    expected = [re.fullmatch(r"Expected a <class '([^']+)'>", item) for item in reasons]
+    if reasons and all(expected):
+        return f"{key}expected {' or '.join(m.group(1) for m in expected if m)}, got {given!r}."
+    subclass = next((re.fullmatch(r"Not a valid subclass of (\w+)", item) for item in reasons), None)
+    if subclass and "class_path" not in given:
+        name = key_match.group(1) if key_match else "data"
+        return (
+            f"No {subclass.group(1)} is chosen for '{name}'; pass --{name} <ClassName> or a config file that "
+            f"sets it, e.g. --config configs/cifar10.yaml."
+        )
+    return key + (reasons[0] if reasons else text)
 
 
 def _is_user_error(error: BaseException) -> bool:

@@ -13,7 +13,7 @@ from cli import cli_main
 from datamodules.imagefolder import ImageFolderDataModule, UnreadableImageError, load_rgb
 from lightning_modules.simclr import SimCLR
 from reliability.errors import DEBUG_ENV
-from tests.run_helpers import smoke_args, write_image_folder
+from tests.run_helpers import REPOSITORY, smoke_args, write_image_folder
 
 
 @pytest.fixture(autouse=True)
@@ -192,3 +192,38 @@ def test_debug_env_keeps_the_traceback(images: Path, tmp_path: Path, monkeypatch
     monkeypatch.setenv(DEBUG_ENV, "1")
     with pytest.raises(ValueError, match="Unknown backbone"):
         cli_main(smoke_args(images, tmp_path / "run", "--model.backbone", "resnet19"))
+
+
+def test_a_config_typo_is_one_line_with_exit_status_1(images: Path, tmp_path: Path, capsys) -> None:
+    line = error_line(smoke_args(images, tmp_path / "run", "--model.tempreature", "0.1"), capsys)
+    assert "unrecognized arguments: --model.tempreature 0.1" in line
+    assert "usage:" not in capsys.readouterr().err
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path: Path, capsys) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model:\n  backbone: resnet18\ntrainer: max_epochs: 3\n")
+    line = error_line(["fit", "--config", str(broken)], capsys)
+    assert f"Config file '{broken}' (--config) is not valid YAML" in line and "line 3, column 20" in line
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--data.batch_size", "0", "batch_size=0 is too small"),
+        ("--data.image_size", "0", "image_size=0 must be a positive number of pixels"),
+        ("--data.num_workers", "-1", "num_workers=-1 must be >= 0"),
+        ("--trainer.max_epochs", "x", "--trainer.max_epochs: expected int, got 'x'"),
+    ],
+)
+def test_an_invalid_value_is_the_sentence_that_explains_it(
+    images: Path, tmp_path: Path, capsys, flag: str, value: str, expected: str
+) -> None:
+    line = error_line(smoke_args(images, tmp_path / "run", flag, value), capsys)
+    assert expected in line and "Union" not in line and len(line) < 250, line
+
+
+def test_no_datamodule_chosen_says_which_flag(tmp_path: Path, capsys) -> None:
+    # configs/cpu-smoke.yaml sets data.init_args only; it is meant to go after a dataset's config.
+    line = error_line(["fit", "--config", str(REPOSITORY / "configs" / "cpu-smoke.yaml")], capsys)
+    assert "No SimCLRDataModule is chosen for 'data'; pass --data <ClassName>" in line
