@@ -7,6 +7,7 @@ fine-tuning, the seed and subset indices), the PNGs, and classifier.pt where a c
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -162,6 +163,12 @@ def run_linear(
 def run_knn(inputs: EvaluationInputs, k: int, temperature: float) -> dict[str, Any]:
     module = load_simclr(inputs.checkpoint, inputs.random_init)
     train_x, train_y, test_x, test_y = _features(inputs, module.encoder)
+    if k > len(train_y):
+        warnings.warn(
+            f"--k {k} is more than the {len(train_y)} training images in the feature bank; every image "
+            f"votes, as with --k {len(train_y)}.",
+            stacklevel=2,
+        )
     scores = knn_predict(train_x, train_y, test_x, inputs.datamodule.num_classes, k, temperature)
     metrics = {"top1": topk_accuracy(scores, test_y, 1)}
     results = {
