@@ -6,6 +6,7 @@ shortened; anything else is a bug and keeps its traceback. SIMCLR_DEBUG=1 keeps 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -27,6 +28,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Writing failed for a reason of the machine, not of the code: the user frees space or picks a folder.
+STORAGE_ERRNOS = (errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT)
+
+
 class UserError(RuntimeError):
     """A mistake in the command line, the data or the run folder that the user can fix."""
 
@@ -37,6 +42,13 @@ def one_line(error: BaseException) -> str:
     PyTorch re-raises a worker's exception with the worker's traceback folded into the message; its
     last line is the original `module.Type: message`.
     """
+    if isinstance(error, OSError) and _is_storage_error(error):
+        where = f"'{error.filename}'" if error.filename else "a file of the run"
+        return (
+            f"Cannot write {where}: {error.strerror}. Free space or choose a writable folder "
+            "(--trainer.default_root_dir for train.py, --output_dir for evaluate.py); files already "
+            "written, such as the last complete checkpoint, are kept."
+        )
     text = str(error).strip()
     if "Original Traceback" in text:
         text = text.splitlines()[-1]
@@ -82,8 +94,12 @@ def _condensed_union_error(text: str) -> str:
     return key + (reasons[0] if reasons else text)
 
 
+def _is_storage_error(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in STORAGE_ERRNOS
+
+
 def _is_user_error(error: BaseException) -> bool:
-    if isinstance(error, (UserError, *USER_ERRORS)):
+    if isinstance(error, (UserError, *USER_ERRORS)) or _is_storage_error(error):
         return True
     # Errors from our checks raised inside DataLoader workers come back as their type, but a type
     # PyTorch cannot rebuild becomes a RuntimeError that still names it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -227,3 +228,36 @@ def test_no_datamodule_chosen_says_which_flag(tmp_path: Path, capsys) -> None:
     # configs/cpu-smoke.yaml sets data.init_args only; it is meant to go after a dataset's config.
     line = error_line(["fit", "--config", str(REPOSITORY / "configs" / "cpu-smoke.yaml")], capsys)
     assert "No SimCLRDataModule is chosen for 'data'; pass --data <ClassName>" in line
+
+
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_last_checkpoint(
+    images: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    saves = {"count": 0}
+    real_save = torch.save
+
+    def disk_fills_at_the_third_save(checkpoint, file) -> None:
+        saves["count"] += 1
+        if saves["count"] == 3:
+            file.write(b"PK\x03\x04 the start of a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device", str(run / "checkpoints"))
+        real_save(checkpoint, file)
+
+    monkeypatch.setattr("reliability.checkpoint_io.torch.save", disk_fills_at_the_third_save)
+    line = error_line(smoke_args(images, run, "--step_checkpoint.every_n_train_steps", "1"), capsys)
+    assert f"Cannot write '{run / 'checkpoints'}': No space left on device. Free space" in line
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(images: Path, tmp_path: Path, capsys, monkeypatch):
+    """Tests run as root, which may write anywhere; the refusal is simulated where the run folder is made."""
+    run = tmp_path / "read-only" / "run"
+
+    def refuse(self, *args, **kwargs) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    line = error_line(smoke_args(images, run), capsys)
+    assert f"Cannot write '{run}': Permission denied." in line and "--trainer.default_root_dir" in line

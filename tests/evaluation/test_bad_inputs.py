@@ -46,7 +46,8 @@ def test_predict_top_k_below_one_is_one_line(pretrained_run: PretrainedRun, tmp_
 
 
 def test_k_larger_than_the_feature_bank_warns(pretrained_run: PretrainedRun, tmp_path: Path) -> None:
-    argv = ["knn", "--ckpt", str(pretrained_run.checkpoint), "--k", "1000", "--output_dir", str(tmp_path / "o")]
+    output = ["--output_dir", str(tmp_path / "o")]
+    argv = ["knn", "--ckpt", str(pretrained_run.checkpoint), "--k", "1000", *output]
     with pytest.warns(UserWarning, match="--k 1000 is more than the 36 training images"):
         main(argv)
 
@@ -57,7 +58,8 @@ def test_knn_without_data_outside_a_run_folder_names_the_flags(
     loose = tmp_path / "loose.ckpt"
     loose.write_bytes(pretrained_run.checkpoint.read_bytes())
     line = one_error_line(capsys, ["knn", "--ckpt", str(loose)])
-    assert "No data given" in line and "--config runs/RUN/config.yaml" in line and "--data <DataModule>" in line
+    assert "No data given" in line and "--config runs/RUN/config.yaml" in line
+    assert "--data <DataModule>" in line
 
 
 def test_a_bad_yaml_file_for_evaluate_names_the_file(pretrained_run: PretrainedRun, tmp_path: Path, capsys):
