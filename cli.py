@@ -38,6 +38,7 @@ from reliability.run_folder import (
     WANDB_ID_ENV,
     newest_checkpoint,
     prepare_checkpoint_paths,
+    release_run_dir,
     requeued_run_dir,
     resolve_last_checkpoint,
     resolve_run_dir,
@@ -274,9 +275,11 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
     except BaseException:
         # Also after an error (marked as failed): a later invocation in this process must not log into it.
         finish_wandb_run(exit_code=1)
+        release_run_dir(failed=True)
         raise
     if run:
         finish_wandb_run()
+    release_run_dir()
     return simclr_cli
 
 

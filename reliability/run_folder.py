@@ -11,7 +11,7 @@ import secrets
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
@@ -26,6 +26,11 @@ CONFIG_FILENAME = "config.yaml"
 RUN_DIR_ENV = "SIMCLR_RUN_DIR"
 # Like the run folder: one W&B run id per job, chosen by the launching process.
 WANDB_ID_ENV = "SIMCLR_WANDB_RUN_ID"
+LOCK_FILENAME = ".run.lock"
+# Open lock files of the run folders this process runs in, by resolved path (see _claim), and the
+# folders this process made or claimed: only those may be removed when the run fails (release_run_dir).
+_HELD_LOCKS: dict[str, TextIO] = {}
+_OWNED_FOLDERS: set[Path] = set()
 
 
 def _launcher_job_id() -> str | None:
@@ -54,11 +59,54 @@ def _launcher_job_id() -> str | None:
 
 
 def _fresh_folder(parent: Path, name: str) -> Path:
+    """A new folder, made here: two runs started within the same second never share one."""
     folder, suffix = parent / name, 1
-    while folder.exists():
-        suffix += 1
-        folder = parent / f"{name}-{suffix}"
-    return folder
+    while True:
+        try:
+            folder.mkdir(parents=True)
+            _OWNED_FOLDERS.add(folder)
+            return folder
+        except FileExistsError:
+            suffix += 1
+            folder = parent / f"{name}-{suffix}"
+
+
+def _claim(run_dir: Path) -> None:
+    """One process at a time per run folder: a second fit or resume started there stops at once.
+
+    Two processes in one folder would overwrite each other's last.ckpt and config.yaml. The lock is
+    flock(2) on a file in the folder, so the kernel releases it when the process ends, even by SIGKILL.
+    """
+    if os.name != "posix" or str(run_dir.resolve()) in _HELD_LOCKS:
+        return
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = (run_dir / LOCK_FILENAME).open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UserError(
+            f"Another process is running in '{run_dir}' (it holds {LOCK_FILENAME}); wait for it to end, "
+            "or start this run in another --trainer.default_root_dir."
+        ) from None
+    _HELD_LOCKS[str(run_dir.resolve())] = handle
+    _OWNED_FOLDERS.add(run_dir)
+
+
+def release_run_dir(failed: bool = False) -> None:
+    """Ends this process's claim on its run folder. After a failure, a run folder that holds nothing
+    (the run stopped before writing anything, e.g. on a missing dataset) is removed, not left as litter."""
+    for handle in _HELD_LOCKS.values():
+        handle.close()
+    _HELD_LOCKS.clear()
+    owned = list(_OWNED_FOLDERS)
+    _OWNED_FOLDERS.clear()
+    for folder in owned if failed else []:
+        if folder.is_dir() and {path.name for path in folder.iterdir()} <= {LOCK_FILENAME}:
+            (folder / LOCK_FILENAME).unlink(missing_ok=True)
+            folder.rmdir()
 
 
 def resolve_last_checkpoint(run_dir: str | None, checkpoint_dir: str | None) -> None:
@@ -147,10 +195,10 @@ def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited:
         return Path(inherited)
+    job_id = _launcher_job_id()
     if subcommand == "fit" and given is not None:
         run_dir = Path(given)
     else:
-        job_id = _launcher_job_id()
         stamp = job_id or time.strftime("%Y%m%d-%H%M%S")
         if subcommand == "fit":
             parent, name = Path(RUNS_ROOT), stamp
@@ -160,6 +208,8 @@ def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
         # created: no suffix. Rank 0 writes config.yaml only once all ranks have joined the process
         # group, so the check below still sees a previous run's, never this one's.
         run_dir = parent / name if job_id else _fresh_folder(parent, name)
+    if subcommand == "fit" and job_id is None:
+        _claim(run_dir)
     if subcommand == "fit" and (run_dir / CONFIG_FILENAME).exists() and not resuming:
         if any(run_dir.rglob("*.ckpt")):
             raise FileExistsError(

@@ -261,3 +261,36 @@ def test_a_folder_that_cannot_be_written_is_one_line(images: Path, tmp_path: Pat
     monkeypatch.setattr(Path, "mkdir", refuse)
     line = error_line(smoke_args(images, run), capsys)
     assert f"Cannot write '{run}': Permission denied." in line and "--trainer.default_root_dir" in line
+
+
+def test_a_second_run_in_a_busy_folder_stops_at_once(images: Path, tmp_path: Path, capsys) -> None:
+    """Another process (here: a child holding the folder's lock) is running in the folder."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    run.mkdir()
+    hold = (
+        "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "print('locked', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(run / ".run.lock")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        line = error_line(smoke_args(images, run), capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"Another process is running in '{run}'" in line
+    assert sorted(p.name for p in run.iterdir()) == [".run.lock"]
+
+
+def test_a_run_that_fails_before_writing_anything_leaves_no_folder(tmp_path: Path, capsys) -> None:
+    line = error_line(smoke_args(tmp_path / "no_such_data", tmp_path / "run"), capsys)
+    assert "does not exist" in line
+    assert not (tmp_path / "run").exists()
+    error_line(["fit", "--config", str(REPOSITORY / "configs" / "imagefolder.yaml"),
+                "--data.root", str(tmp_path / "no_such_data")], capsys)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
