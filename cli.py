@@ -6,7 +6,6 @@ the resolved ``config.yaml``, ``checkpoints/`` and the W&B files, so no run over
 
 from __future__ import annotations
 
-import netrc
 import os
 import sys
 import time
@@ -45,32 +44,13 @@ from reliability.run_folder import (
     resolve_wandb_run_id,
     saved_wandb_id,
 )
+from reliability.wandb_mode import choose_wandb_mode
 
-WANDB_HOST = "api.wandb.ai"
 # Checkpoint hyperparameters that change the shape of the weights.
 ARCHITECTURE_HPARAMS = (
     "backbone", "cifar_stem", "image_size", "projection_hidden_dim", "projection_dim", "projection_layers",
     "projection_batchnorm",
 )
-
-
-def wandb_has_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc().authenticators(WANDB_HOST) is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
-
-
-def choose_wandb_mode() -> None:
-    """Log online when credentials exist, offline otherwise, unless the user set WANDB_MODE.
-
-    Offline runs need no account and no network; `wandb sync <run folder>/wandb/offline-run-*`
-    uploads them later.
-    """
-    if "WANDB_MODE" not in os.environ and not wandb_has_credentials():
-        os.environ["WANDB_MODE"] = "offline"
 
 
 class SimCLRCLI(LightningCLI):
@@ -249,11 +229,11 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
         # started from the same Python process (a notebook, a test) gets a folder of its own.
         os.environ.pop(RUN_DIR_ENV, None)
         os.environ.pop(WANDB_ID_ENV, None)
-    choose_wandb_mode()
     # TF32 matmuls on Ampere+ GPUs: a large speed-up at a precision SimCLR does not notice.
     torch.set_float32_matmul_precision("high")
     try:
         with reported_as_one_line():
+            choose_wandb_mode()
             check_config_files(sys.argv[1:] if args is None else args)
             simclr_cli = SimCLRCLI(
                 SimCLR,
