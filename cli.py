@@ -31,6 +31,7 @@ from reliability.checkpoint_io import AtomicCheckpointIO
 from reliability.code_version import code_version
 from reliability.config_files import check_config_files
 from reliability.errors import UserError, parser_kwargs_raising_errors, reported_as_one_line
+from reliability.model_checks import check_encoder_takes
 from reliability.run_folder import (
     CONFIG_FILENAME,
     RUN_DIR_ENV,
@@ -133,6 +134,7 @@ class SimCLRCLI(LightningCLI):
 
     def before_fit(self) -> None:
         # Checked here, before DDP starts one process per device, rather than in each of them.
+        check_encoder_takes(self.model.encoder, self.datamodule.image_size, self.model.hparams.backbone)
         global_batch, world_size = self.datamodule.batch_size, self.trainer.world_size
         if global_batch % world_size != 0:
             smaller = max(world_size, global_batch // world_size * world_size)
