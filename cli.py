@@ -37,6 +37,7 @@ from reliability.run_folder import (
     RUN_DIR_ENV,
     WANDB_ID_ENV,
     newest_checkpoint,
+    note_resumed_config,
     prepare_checkpoint_paths,
     release_run_dir,
     requeued_run_dir,
@@ -115,6 +116,7 @@ class SimCLRCLI(LightningCLI):
             # Keep the config the run started with; the resumed invocation's goes beside it.
             stamp = time.strftime("%Y%m%d-%H%M%S")
             self.save_config_kwargs["config_filename"] = f"config-resumed-{stamp}.yaml"
+            note_resumed_config(Path(run_dir) / self.save_config_kwargs["config_filename"])
         logger = trainer.logger
         if isinstance(logger, Namespace) and logger.class_path.endswith("WandbLogger"):
             # The run folder, also when a saved config names the folder of the run being evaluated:

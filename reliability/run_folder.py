@@ -31,6 +31,8 @@ LOCK_FILENAME = ".run.lock"
 # folders this process made or claimed: only those may be removed when the run fails (release_run_dir).
 _HELD_LOCKS: dict[str, TextIO] = {}
 _OWNED_FOLDERS: set[Path] = set()
+# config-resumed-*.yaml files this process wrote (see note_resumed_config).
+_RESUMED_CONFIGS: list[Path] = []
 
 
 def _launcher_job_id() -> str | None:
@@ -95,15 +97,30 @@ def _claim(run_dir: Path) -> None:
     _OWNED_FOLDERS.add(run_dir)
 
 
+def note_resumed_config(path: Path) -> None:
+    """The config file of this resume; removed by release_run_dir if the resume fails before it saves
+    a checkpoint, as it then records nothing that happened."""
+    _RESUMED_CONFIGS.append(path)
+
+
 def release_run_dir(failed: bool = False) -> None:
-    """Ends this process's claim on its run folder. After a failure, a run folder that holds nothing
-    (the run stopped before writing anything, e.g. on a missing dataset) is removed, not left as litter."""
+    """Ends this process's claim on its run folder and removes what a failed invocation leaves to no use:
+    a run folder that holds nothing (e.g. stopped by a missing dataset), and the config-resumed-*.yaml
+    of a resume that failed before saving a checkpoint."""
     for handle in _HELD_LOCKS.values():
         handle.close()
     _HELD_LOCKS.clear()
-    owned = list(_OWNED_FOLDERS)
+    owned, resumed = list(_OWNED_FOLDERS), list(_RESUMED_CONFIGS)
     _OWNED_FOLDERS.clear()
-    for folder in owned if failed else []:
+    _RESUMED_CONFIGS.clear()
+    if not failed:
+        return
+    for config in resumed:
+        if config.is_file():
+            written = config.stat().st_mtime
+            if not any(ckpt.stat().st_mtime >= written for ckpt in config.parent.rglob("*.ckpt")):
+                config.unlink()
+    for folder in owned:
         if folder.is_dir() and {path.name for path in folder.iterdir()} <= {LOCK_FILENAME}:
             (folder / LOCK_FILENAME).unlink(missing_ok=True)
             folder.rmdir()

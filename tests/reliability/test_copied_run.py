@@ -73,3 +73,13 @@ def test_a_run_repeated_from_its_config_writes_only_into_its_new_folder(tmp_path
     cli_main(["fit", "--config", str(original / "config.yaml"), "--trainer.default_root_dir", str(repeat)])
     assert fingerprint(original) == before
     assert torch.load(repeat / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_a_resume_that_fails_before_saving_leaves_no_resumed_config(tmp_path: Path) -> None:
+    run = first_epoch(tmp_path)
+    before = fingerprint(run)
+    # 16 px used the CIFAR stem, 96 px does not: the weights stop fitting only when they are loaded,
+    # after the resumed invocation has written its config.
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--data.image_size=96"])
+    assert fingerprint(run) == before
