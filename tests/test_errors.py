@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+import wandb
 
 from cli import cli_main
 from datamodules.imagefolder import ImageFolderDataModule, UnreadableImageError, load_rgb
@@ -29,6 +30,9 @@ def fresh_process_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     torch.set_num_threads(1)  # tiny models: one thread is fastest, and far faster on a busy CPU
     yield
     torch.set_num_threads(threads)
+    # W&B keeps the settings of its first session (WANDB_MODE=disabled here) for the whole process;
+    # ending it lets later tests' WANDB_MODE=offline take effect.
+    wandb.teardown()
 
 
 @pytest.fixture
