@@ -21,12 +21,18 @@ PAUSED_AT = 5  # one step into the second epoch of 4 steps
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("pause", "saved_step"),
-    [("PauseOnce", PAUSED_AT + 1), ("PauseInValidation", 4)],
-    ids=["training", "validation"],
+    ("pause", "saved_step", "extra"),
+    [
+        ("PauseOnce", PAUSED_AT + 1, ()),
+        ("PauseInValidation", 4, ()),
+        # The uint8-cache path: training batches come without workers; validation's persistent
+        # workers are alive and signalled too. W&B offline: its service process is signalled as well.
+        ("PauseOnce", PAUSED_AT + 1, ("--data.gpu_augment", "true")),
+    ],
+    ids=["training", "validation", "cached-images-and-wandb"],
 )
 def test_sigterm_to_the_process_group_with_workers_saves_and_exits_0(
-    tmp_path: Path, pause: str, saved_step: int
+    tmp_path: Path, pause: str, saved_step: int, extra: tuple[str, ...]
 ) -> None:
     run, marker, log = tmp_path / "run", tmp_path / "paused", tmp_path / "train.log"
     step = PAUSED_AT if pause == "PauseOnce" else 4  # the validation at the end of the first epoch
@@ -36,9 +42,9 @@ def test_sigterm_to_the_process_group_with_workers_saves_and_exits_0(
     }
     args = smoke_args(
         write_image_folder(tmp_path / "images"), run, "--data.num_workers", "2",
-        "--trainer.callbacks+", json.dumps(callback),
+        "--trainer.callbacks+", json.dumps(callback), *extra,
     )
-    process = train_subprocess(args, log)
+    process = train_subprocess(args, log, env={"WANDB_MODE": "offline"} if extra else None)
     wait_for(marker, process, log)
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=120)
@@ -47,3 +53,5 @@ def test_sigterm_to_the_process_group_with_workers_saves_and_exits_0(
     assert "killed by signal" not in output
     saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == saved_step
+    if extra:
+        assert list((run / "wandb").glob("offline-run-*")), output
