@@ -58,9 +58,19 @@ class EvaluationInputs:
 
 
 def resolve_device(name: str) -> torch.device:
+    """--device as a torch.device; a device this machine does not have is a one-line error here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"--device {name} asks for GPU {device.index or 0} but this machine has "
+            f"{torch.cuda.device_count()}; use --device auto or cpu."
+        )
+    return device
 
 
 def _classifier_meta(

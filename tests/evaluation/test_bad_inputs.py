@@ -79,3 +79,16 @@ def test_a_failed_evaluation_leaves_no_empty_result_folder(
     line = one_error_line(capsys, ["knn", "--ckpt", str(loose), *flags])
     assert "does not exist" in line
     assert not (tmp_path / "runs" / "eval").exists()
+
+
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [("gpu", "--device 'gpu' is not a device"), ("cuda:99", "--device cuda:99 asks for GPU 99")],
+)
+def test_a_device_the_machine_lacks_is_one_line(
+    pretrained_run: PretrainedRun, tmp_path: Path, capsys, device: str, expected: str
+) -> None:
+    output = tmp_path / "out"
+    argv = ["knn", "--ckpt", str(pretrained_run.checkpoint), "--device", device, "--output_dir", str(output)]
+    assert expected in one_error_line(capsys, argv)
+    assert not output.exists()
