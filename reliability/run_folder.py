@@ -213,6 +213,10 @@ def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
     if inherited:
         return Path(inherited)
     job_id = _launcher_job_id()
+    if given is not None and Path(given).exists() and not Path(given).is_dir():
+        raise NotADirectoryError(
+            f"--trainer.default_root_dir '{given}' is a file; name a folder (new or a run folder)."
+        )
     if subcommand == "fit" and given is not None:
         run_dir = Path(given)
     else:

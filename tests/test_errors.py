@@ -305,3 +305,10 @@ def test_a_backbone_that_cannot_take_the_image_size_is_one_line(images: Path, tm
     args = smoke_args(images, tmp_path / "run", "--model.backbone", "vit_b_16", "--data.image_size", "32")
     line = error_line(args, capsys)
     assert "Backbone 'vit_b_16' cannot take 32 px images" in line and "--data.image_size" in line
+
+
+def test_a_run_folder_that_is_a_file_is_one_line(images: Path, tmp_path: Path, capsys) -> None:
+    taken = tmp_path / "results.txt"
+    taken.write_text("mine")
+    line = error_line(smoke_args(images, taken), capsys)
+    assert f"--trainer.default_root_dir '{taken}' is a file" in line and taken.read_text() == "mine"
