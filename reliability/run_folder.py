@@ -212,7 +212,6 @@ def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited:
         return Path(inherited)
-    job_id = _launcher_job_id()
     if given is not None and Path(given).exists() and not Path(given).is_dir():
         raise NotADirectoryError(
             f"--trainer.default_root_dir '{given}' is a file; name a folder (new or a run folder)."
@@ -220,6 +219,7 @@ def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
     if subcommand == "fit" and given is not None:
         run_dir = Path(given)
     else:
+        job_id = _launcher_job_id()
         stamp = job_id or time.strftime("%Y%m%d-%H%M%S")
         if subcommand == "fit":
             parent, name = Path(RUNS_ROOT), stamp
@@ -229,7 +229,8 @@ def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
         # created: no suffix. Rank 0 writes config.yaml only once all ranks have joined the process
         # group, so the check below still sees a previous run's, never this one's.
         run_dir = parent / name if job_id else _fresh_folder(parent, name)
-    if subcommand == "fit" and job_id is None:
+    # Ranks that srun or torchrun start separately all name this folder: none may lock the others out.
+    if subcommand == "fit" and not (SLURMEnvironment.detect() or TorchElasticEnvironment.detect()):
         _claim(run_dir)
     if subcommand == "fit" and (run_dir / CONFIG_FILENAME).exists() and not resuming:
         if any(run_dir.rglob("*.ckpt")):
