@@ -34,10 +34,13 @@ class StopOnNonFiniteLoss(pl.Callback):
         value = float(loss.detach())
         if math.isfinite(value):
             return
+        # Mixed precision can overflow where 32-bit does not; advising 32-true to a 32-bit run is no help.
+        full_precision = str(trainer.precision) in ("32-true", "64-true", "32", "64")
+        precision = "" if full_precision else ", or train with --trainer.precision 32-true"
         raise NonFiniteLossError(
             f"The training loss became {value} at step {trainer.global_step} (epoch {trainer.current_epoch}, "
             f"batch {batch_idx}); training stopped. {_last_good_checkpoint(trainer)} Lower --model.base_lr, "
-            "raise --model.warmup_epochs or --model.temperature, or train with --trainer.precision 32-true."
+            f"raise --model.warmup_epochs or --model.temperature{precision}."
         )
 
 

@@ -153,6 +153,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(images: Path, 
     )
     line = error_line(args, capsys)
     assert "The training loss became" in line and "training stopped" in line
+    assert "--trainer.precision 32-true" not in line  # the run already trains in 32-bit
     failed_step = int(line.split(" at step ")[1].split()[0])
     last = run / "checkpoints" / "last.ckpt"
     assert f"The last good checkpoint is kept: {last}" in line
