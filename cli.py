@@ -6,8 +6,8 @@ the resolved ``config.yaml``, ``checkpoints/`` and the W&B files, so no run over
 
 from __future__ import annotations
 
-import netrc
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +16,7 @@ import torch
 from jsonargparse import Namespace, lazy_instance
 from pytorch_lightning import Callback, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import CheckpointIO
 
 from callbacks import KNNMonitor, OnlineLinearProbe, TrainingCurves, ViewPairsGrid
@@ -29,44 +29,30 @@ from datamodules import SimCLRDataModule
 from lightning_modules.simclr import SimCLR
 from reliability.checkpoint_io import AtomicCheckpointIO
 from reliability.code_version import code_version
-from reliability.errors import UserError, reported_as_one_line
+from reliability.config_files import check_config_files
+from reliability.errors import UserError, parser_kwargs_raising_errors, reported_as_one_line
+from reliability.model_checks import check_encoder_takes
 from reliability.run_folder import (
     CONFIG_FILENAME,
     RUN_DIR_ENV,
     WANDB_ID_ENV,
     newest_checkpoint,
+    note_resumed_config,
+    prepare_checkpoint_paths,
+    release_run_dir,
     requeued_run_dir,
     resolve_last_checkpoint,
     resolve_run_dir,
     resolve_wandb_run_id,
     saved_wandb_id,
 )
+from reliability.wandb_mode import choose_wandb_mode
 
-WANDB_HOST = "api.wandb.ai"
 # Checkpoint hyperparameters that change the shape of the weights.
 ARCHITECTURE_HPARAMS = (
     "backbone", "cifar_stem", "image_size", "projection_hidden_dim", "projection_dim", "projection_layers",
     "projection_batchnorm",
 )
-
-
-def wandb_has_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc().authenticators(WANDB_HOST) is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
-
-
-def choose_wandb_mode() -> None:
-    """Log online when credentials exist, offline otherwise, unless the user set WANDB_MODE.
-
-    Offline runs need no account and no network; `wandb sync <run folder>/wandb/offline-run-*`
-    uploads them later.
-    """
-    if "WANDB_MODE" not in os.environ and not wandb_has_credentials():
-        os.environ["WANDB_MODE"] = "offline"
 
 
 class SimCLRCLI(LightningCLI):
@@ -104,6 +90,11 @@ class SimCLRCLI(LightningCLI):
         parser.add_lightning_class_args(TrainingCurves, "curves")
         parser.add_lightning_class_args(ViewPairsGrid, "view_pairs")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        super().parse_arguments(parser, args)
+        if self.config.get("subcommand"):  # before Lightning reads the checkpoint's hyperparameters
+            prepare_checkpoint_paths(self.config[self.config.subcommand])
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
@@ -125,6 +116,7 @@ class SimCLRCLI(LightningCLI):
             # Keep the config the run started with; the resumed invocation's goes beside it.
             stamp = time.strftime("%Y%m%d-%H%M%S")
             self.save_config_kwargs["config_filename"] = f"config-resumed-{stamp}.yaml"
+            note_resumed_config(Path(run_dir) / self.save_config_kwargs["config_filename"])
         logger = trainer.logger
         if isinstance(logger, Namespace) and logger.class_path.endswith("WandbLogger"):
             # The run folder, also when a saved config names the folder of the run being evaluated:
@@ -144,6 +136,7 @@ class SimCLRCLI(LightningCLI):
 
     def before_fit(self) -> None:
         # Checked here, before DDP starts one process per device, rather than in each of them.
+        check_encoder_takes(self.model.encoder, self.datamodule.image_size, self.model.hparams.backbone)
         global_batch, world_size = self.datamodule.batch_size, self.trainer.world_size
         if global_batch % world_size != 0:
             smaller = max(world_size, global_batch // world_size * world_size)
@@ -240,11 +233,12 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
         # started from the same Python process (a notebook, a test) gets a folder of its own.
         os.environ.pop(RUN_DIR_ENV, None)
         os.environ.pop(WANDB_ID_ENV, None)
-    choose_wandb_mode()
     # TF32 matmuls on Ampere+ GPUs: a large speed-up at a precision SimCLR does not notice.
     torch.set_float32_matmul_precision("high")
     try:
         with reported_as_one_line():
+            choose_wandb_mode()
+            check_config_files(sys.argv[1:] if args is None else args)
             simclr_cli = SimCLRCLI(
                 SimCLR,
                 SimCLRDataModule,
@@ -258,15 +252,18 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
                     },
                 },
                 save_config_kwargs={"config_filename": CONFIG_FILENAME},
+                parser_kwargs=parser_kwargs_raising_errors(tuple(LightningCLI.subcommands())),
                 args=args,
                 run=run,
             )
     except BaseException:
         # Also after an error (marked as failed): a later invocation in this process must not log into it.
         finish_wandb_run(exit_code=1)
+        release_run_dir(failed=True)
         raise
     if run:
         finish_wandb_run()
+    release_run_dir()
     return simclr_cli
 
 

@@ -66,11 +66,13 @@ class StopOnNonFiniteLoss(pl.Callback):
         step = int(self._first_bad_step)
         if step == NOT_SEEN:
             return
+        # Mixed precision can overflow where 32-bit does not; advising 32-true to a 32-bit run is no help.
+        full_precision = str(trainer.precision) in ("32-true", "64-true", "32", "64")
+        precision = "" if full_precision else ", or train with --trainer.precision 32-true"
         raise NonFiniteLossError(
             f"The training loss became {float(self._first_bad_value)} at step {step} (epoch "
             f"{trainer.current_epoch}); training stopped. {_last_good_checkpoint(trainer)} Lower "
-            "--model.base_lr, raise --model.warmup_epochs or --model.temperature, or train with "
-            "--trainer.precision 32-true."
+            f"--model.base_lr, raise --model.warmup_epochs or --model.temperature{precision}."
         )
 
 

@@ -28,6 +28,7 @@ from datamodules.transforms import (
     simclr_view_transform,
 )
 from datamodules.uint8_cache import CachedImageBatches, decode_to_uint8, place_images
+from reliability.worker_signals import ignore_sigterm
 
 EvalSplit = Literal["val", "test"]
 
@@ -309,4 +310,5 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             # Pinned memory only speeds up host-to-GPU copies; torch warns when there is no GPU.
             pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
             persistent_workers=workers > 0,
+            worker_init_fn=ignore_sigterm,  # the main process saves on SIGTERM to the group
         )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
@@ -17,6 +19,8 @@ from datamodules.base import EvalSplit, SimCLRDataModule
 from datamodules.transforms import ImageTransform, Triple
 from reliability.errors import UserError
 
+# PIL's modes for single-channel 16-bit images (16-bit PNGs and TIFFs open in one of these).
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 IMAGENET_MEAN: Triple = (0.485, 0.456, 0.406)
 IMAGENET_STD: Triple = (0.229, 0.224, 0.225)
 EXPECTED_LAYOUT = (
@@ -30,13 +34,22 @@ class UnreadableImageError(UserError):
 
 
 def load_rgb(path: str) -> Image.Image:
-    """Every mode (L, RGBA, P, CMYK, ...) becomes 3-channel RGB so all images batch together.
+    """Every mode (L, RGBA, P, CMYK, 16-bit, ...) becomes 8-bit RGB so all images batch together.
 
     A file that does not decode stops the run with its name: hours into an epoch, "cannot identify
     image file" from deep inside a DataLoader worker does not say which of a million files to fix.
     """
     try:
         with Image.open(path) as image:
+            if image.mode in SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
+                # PIL's convert() clips 16-bit values at 255: the image would train as solid white.
+                return Image.fromarray(_sixteen_to_eight_bits(np.asarray(image))).convert("RGB")
+            if image.mode in ("I", "F"):
+                raise UnreadableImageError(
+                    f"Image file '{path}' has 32-bit {'float' if image.mode == 'F' else 'integer'} pixels, "
+                    "whose range (0-1? 0-65535? any?) is not recorded, so it cannot be mapped to 8 bits "
+                    "safely. Convert it to an 8- or 16-bit PNG/JPEG/TIFF, or remove it."
+                )
             if image.mode == "P":
                 # Palette images with transparency must go through RGBA, or PIL warns on every load.
                 image = image.convert("RGBA")
@@ -49,16 +62,40 @@ def load_rgb(path: str) -> Image.Image:
         ) from error
 
 
+def _sixteen_to_eight_bits(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) values 0-65535 -> uint8 0-255, rounded to the nearest (65535 -> 255, 32896 -> 128)."""
+    return ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _folders_once(top: str) -> Iterator[tuple[str, list[str]]]:
+    """(folder, names of its files) for `top` and every folder below it, each real folder once.
+
+    Symbolic links are followed (datasets are often assembled from links), but a link back to a folder
+    already seen is not: a link loop would otherwise repeat its images until the path is too long.
+    """
+    visited: set[str] = set()
+    pending = [top]
+    while pending:
+        folder = pending.pop()
+        real = os.path.realpath(folder)
+        if real in visited:
+            continue
+        visited.add(real)
+        files = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    pending.append(entry.path)
+                elif entry.is_file():
+                    files.append(entry.name)
+        yield folder, files
+
+
 def _contains_image(directory: Path) -> bool:
-    """Stops at the first image, so large class folders cost one partial directory listing."""
-    subdirectories = []
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.is_file() and entry.name.lower().endswith(IMG_EXTENSIONS):
-                return True
-            if entry.is_dir():
-                subdirectories.append(Path(entry.path))
-    return any(_contains_image(subdirectory) for subdirectory in subdirectories)
+    """Stops at the first folder with an image, so large class folders cost one partial listing."""
+    return any(
+        name.lower().endswith(IMG_EXTENSIONS) for _, files in _folders_once(str(directory)) for name in files
+    )
 
 
 def _class_folders(split_dir: Path) -> list[str]:
@@ -85,6 +122,8 @@ class FolderLayout:
 
 def scan_layout(root: Path) -> FolderLayout:
     """Checks the whole tree up front so a bad layout fails at construction, not hours into training."""
+    if root.is_file():
+        raise NotADirectoryError(f"ImageFolder root '{root}' is a file, not a folder. {EXPECTED_LAYOUT}")
     if not root.is_dir():
         raise FileNotFoundError(f"ImageFolder root '{root}' does not exist. {EXPECTED_LAYOUT}")
     train_dir, val_dir, test_dir = root / "train", root / "val", root / "test"
@@ -95,6 +134,12 @@ def scan_layout(root: Path) -> FolderLayout:
     val_dir = val_dir if val_dir.is_dir() else test_dir
     test_dir = test_dir if test_dir.is_dir() else val_dir
     class_names = _class_folders(train_dir)
+    if len(class_names) < 2:
+        raise ValueError(
+            f"'{train_dir}' has a single class folder ({class_names[0]!r}); the online linear probe and the "
+            "evaluations classify, so they need at least 2 classes. Put the images of each class into its "
+            "own folder under train/ and val/."
+        )
     for split_dir in dict.fromkeys([val_dir, test_dir]):
         split_classes = _class_folders(split_dir)
         if split_classes != class_names:
@@ -174,6 +219,37 @@ class ImageFolderDataModule(SimCLRDataModule):
         return _image_folder(split_dir, transform=transform)
 
 
+class _ImageFolderOnce(ImageFolder):
+    """torchvision's ImageFolder (same labels, same sample order) that lists each image file once.
+
+    torchvision walks class folders with followlinks=True, so a symbolic link loop inside one repeats
+    its images until the path is too long, and then fails.
+    """
+
+    @staticmethod
+    def make_dataset(
+        directory: str | Path,
+        class_to_idx: dict[str, int],
+        extensions: tuple[str, ...] | None = None,
+        is_valid_file: Callable[[str], bool] | None = None,
+        allow_empty: bool = False,
+    ) -> list[tuple[str, int]]:
+        def accept(path: str) -> bool:
+            return is_valid_file(path) if is_valid_file else path.lower().endswith(extensions or ())
+
+        samples: list[tuple[str, int]] = []
+        for name in sorted(class_to_idx):
+            seen: set[str] = set()
+            for folder, files in sorted(_folders_once(os.path.join(directory, name))):
+                for file in sorted(files):
+                    path = os.path.join(folder, file)
+                    real = os.path.realpath(path)
+                    if real not in seen and accept(path):
+                        seen.add(real)
+                        samples.append((path, class_to_idx[name]))
+        return samples
+
+
 def _image_folder(split_dir: Path, transform: ImageTransform | None) -> ImageFolder:
     """torchvision's ImageFolder, which says in one warning how many non-image files it left out.
 
@@ -188,7 +264,7 @@ def _image_folder(split_dir: Path, transform: ImageTransform | None) -> ImageFol
         skipped.append(path)
         return False
 
-    dataset = ImageFolder(str(split_dir), transform=transform, loader=load_rgb, is_valid_file=is_image)
+    dataset = _ImageFolderOnce(str(split_dir), transform=transform, loader=load_rgb, is_valid_file=is_image)
     if skipped:
         warnings.warn(
             f"Skipped {len(skipped)} non-image file(s) in '{split_dir}' (e.g. '{skipped[0]}'); only files "

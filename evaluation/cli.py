@@ -9,9 +9,10 @@ config.yaml of the run the checkpoint belongs to is used.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from datamodules.base import SimCLRDataModule
@@ -25,7 +26,9 @@ from evaluation.commands import (
     run_predict,
 )
 from evaluation.finetune import FinetuneSettings
-from evaluation.results import RUN_CONFIG_FILENAME, fresh_output_dir, run_folder_of
+from evaluation.results import RUN_CONFIG_FILENAME, fresh_output_dir, removed_if_left_empty, run_folder_of
+from reliability.checkpoint_files import read_simclr_checkpoint
+from reliability.config_files import read_config_file
 
 DATA_COMMANDS = ("linear", "knn", "finetune")
 CONFIG_FLAG = "--config"
@@ -57,12 +60,19 @@ def _common_arguments(parser: ArgumentParser, data: bool, ckpt_help: str) -> Non
         )
 
 
+def _subcommand_parser(description: str) -> ArgumentParser:
+    # Errors raise (printed as one `error:` line by evaluate.py) instead of printing usage and exiting 2.
+    return ArgumentParser(description=description, exit_on_error=False)
+
+
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="evaluate.py", description="Evaluate a SimCLR checkpoint.")
+    parser = ArgumentParser(
+        prog="evaluate.py", description="Evaluate a SimCLR checkpoint.", exit_on_error=False
+    )
     commands = parser.add_subcommands(dest="command")
     simclr_ckpt = "SimCLR checkpoint written by train.py (runs/RUN/checkpoints/*.ckpt)."
 
-    linear = ArgumentParser(description="Linear evaluation on frozen features (top-1, top-5).")
+    linear = _subcommand_parser("Linear evaluation on frozen features (top-1, top-5).")
     _common_arguments(linear, data=True, ckpt_help=simclr_ckpt)
     linear.add_argument("--epochs", type=int, default=100)
     linear.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate of the classifier.")
@@ -80,13 +90,13 @@ def build_parser() -> ArgumentParser:
     linear.add_argument("--embedding_plot", type=bool, default=True, help="t-SNE map of the test features.")
     commands.add_subcommand("linear", linear)
 
-    knn = ArgumentParser(description="Weighted kNN classification (Wu et al., 2018), top-1.")
+    knn = _subcommand_parser("Weighted kNN classification (Wu et al., 2018), top-1.")
     _common_arguments(knn, data=True, ckpt_help=simclr_ckpt)
     knn.add_argument("--k", type=int, default=200)
     knn.add_argument("--temperature", type=float, default=0.1)
     commands.add_subcommand("knn", knn)
 
-    finetune = ArgumentParser(description="Fine-tune the whole network on 1%, 10% and all of the labels.")
+    finetune = _subcommand_parser("Fine-tune the whole network on 1%, 10% and all of the labels.")
     _common_arguments(finetune, data=True, ckpt_help=simclr_ckpt)
     finetune.add_argument(
         "--fractions",
@@ -97,7 +107,7 @@ def build_parser() -> ArgumentParser:
     finetune.add_class_arguments(FinetuneSettings, "finetune")
     commands.add_subcommand("finetune", finetune)
 
-    predict = ArgumentParser(description="Classify image files or folders with a saved classifier.")
+    predict = _subcommand_parser("Classify image files or folders with a saved classifier.")
     predict.add_argument(
         "--ckpt",
         type=str,
@@ -115,7 +125,7 @@ def build_parser() -> ArgumentParser:
     )
     commands.add_subcommand("predict", predict)
 
-    export = ArgumentParser(description="Export the encoder as a torchvision state_dict (encoder.pt).")
+    export = _subcommand_parser("Export the encoder as a torchvision state_dict (encoder.pt).")
     _common_arguments(export, data=False, ckpt_help=simclr_ckpt)
     commands.add_subcommand("export", export)
     return parser
@@ -141,9 +151,7 @@ def _only_data_sections(argv: list[str]) -> list[str]:
 
 
 def _data_section(path: Path) -> str:
-    if not path.is_file():
-        raise FileNotFoundError(f"Config file '{path}' ({CONFIG_FLAG}) does not exist.")
-    content = yaml.safe_load(path.read_text()) or {}
+    content = read_config_file(path)
     return json.dumps({"data": content["data"]} if "data" in content else {})
 
 
@@ -156,8 +164,46 @@ def _with_run_config(argv: list[str]) -> list[str]:
     checkpoint = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--ckpt"), None)
     run_folder = run_folder_of(Path(checkpoint)) if checkpoint else None
     if run_folder is None:
-        return argv
+        if checkpoint is None:
+            return argv  # the parser reports the missing --ckpt
+        raise ValueError(
+            f"No data given, and '{checkpoint}' (--ckpt) is not inside a run folder whose config.yaml would "
+            f"name it. Pass {CONFIG_FLAG} runs/RUN/config.yaml (or configs/<dataset>.yaml), or --data "
+            "<DataModule> --data.root PATH."
+        )
     return [argv[0], CONFIG_FLAG, str(run_folder / RUN_CONFIG_FILENAME), *argv[1:]]
+
+
+# (flag, attribute path, test, what it must be) per command: values that would run but mean nothing
+# (k=0 gives chance accuracy and exit 0) or fail deep inside with a traceback (top_k=-1).
+OPTION_RULES: dict[str, list[tuple[str, str, Callable[[Any], bool], str]]] = {
+    "linear": [
+        ("--epochs", "epochs", lambda v: v >= 1, ">= 1"),
+        ("--batch_size", "batch_size", lambda v: v >= 1, ">= 1"),
+        ("--lr", "lr", lambda v: v > 0, "> 0"),
+        ("--weight_decay", "weight_decay", lambda v: v >= 0, ">= 0"),
+        ("--augment_copies", "augment_copies", lambda v: v >= 0, ">= 0"),
+    ],
+    "knn": [
+        ("--k", "k", lambda v: v >= 1, ">= 1 (the number of neighbours that vote)"),
+        ("--temperature", "temperature", lambda v: v > 0, "> 0"),
+    ],
+    "finetune": [
+        ("--fractions", "fractions", lambda v: len(v) > 0 and all(0 < f <= 1 for f in v), "in (0, 1]"),
+        ("--finetune.epochs", "finetune.epochs", lambda v: v >= 1, ">= 1"),
+        ("--finetune.batch_size", "finetune.batch_size", lambda v: v >= 1, ">= 1"),
+        ("--finetune.base_lr", "finetune.base_lr", lambda v: v > 0, "> 0"),
+        ("--finetune.num_workers", "finetune.num_workers", lambda v: v >= 0, ">= 0"),
+    ],
+    "predict": [("--top_k", "top_k", lambda v: v >= 1, ">= 1 (how many classes to list per image)")],
+}
+
+
+def check_options(command: str, options: Namespace) -> None:
+    for flag, key, valid, requirement in OPTION_RULES.get(command, []):
+        value = options[key]
+        if not valid(value):
+            raise ValueError(f"{flag} {value} is invalid: it must be {requirement}.")
 
 
 def main(argv: list[str] | None = None) -> object:
@@ -169,7 +215,10 @@ def main(argv: list[str] | None = None) -> object:
     config = parser.parse_args(arguments)
     command = config.command
     options: Namespace = config[command]
+    check_options(command, options)
     checkpoint = Path(options.ckpt)
+    if command != "predict":
+        read_simclr_checkpoint(checkpoint, "--ckpt")  # before any output folder is made
     if command == "predict":
         predictions = run_predict(checkpoint, options.images, resolve_device(options.device), options.top_k)
         if options.output_dir is not None:
@@ -178,22 +227,24 @@ def main(argv: list[str] | None = None) -> object:
         return predictions
     if command == "export":
         return run_export(checkpoint, lambda: fresh_output_dir(options.output_dir, checkpoint, command))
+    existed = options.output_dir is not None and Path(options.output_dir).exists()
     output_dir = fresh_output_dir(options.output_dir, checkpoint, command)
-    instantiated = parser.instantiate_classes(config)[command]
-    inputs = EvaluationInputs(
-        checkpoint, instantiated.data, output_dir, resolve_device(options.device), options.random_init
-    )
-    if command == "linear":
-        return run_linear(
-            inputs,
-            options.epochs,
-            options.lr,
-            options.weight_decay,
-            options.batch_size,
-            options.augment_copies,
-            options.seed,
-            options.embedding_plot,
+    with removed_if_left_empty(output_dir, existed):
+        instantiated = parser.instantiate_classes(config)[command]
+        inputs = EvaluationInputs(
+            checkpoint, instantiated.data, output_dir, resolve_device(options.device), options.random_init
         )
-    if command == "knn":
-        return run_knn(inputs, options.k, options.temperature)
-    return run_finetune(inputs, options.fractions, instantiated.finetune)
+        if command == "linear":
+            return run_linear(
+                inputs,
+                options.epochs,
+                options.lr,
+                options.weight_decay,
+                options.batch_size,
+                options.augment_copies,
+                options.seed,
+                options.embedding_plot,
+            )
+        if command == "knn":
+            return run_knn(inputs, options.k, options.temperature)
+        return run_finetune(inputs, options.fractions, instantiated.finetune)

@@ -7,6 +7,7 @@ fine-tuning, the seed and subset indices), the PNGs, and classifier.pt where a c
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,12 +26,11 @@ from evaluation.models import (
     ClassifierMeta,
     EncoderClassifier,
     EncoderSpec,
-    load_classifier,
     load_simclr,
     save_classifier,
 )
 from evaluation.plots import confusion_matrix, plot_confusion_matrix, plot_embedding
-from evaluation.predict import image_paths, predict_images
+from evaluation.predict import image_paths, load_classifier, predict_images
 from evaluation.results import print_table, write_results
 from evaluation.subsets import class_balanced_subset
 
@@ -58,9 +58,19 @@ class EvaluationInputs:
 
 
 def resolve_device(name: str) -> torch.device:
+    """--device as a torch.device; a device this machine does not have is a one-line error here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"--device {name} asks for GPU {device.index or 0} but this machine has "
+            f"{torch.cuda.device_count()}; use --device auto or cpu."
+        )
+    return device
 
 
 def _classifier_meta(
@@ -163,6 +173,12 @@ def run_linear(
 def run_knn(inputs: EvaluationInputs, k: int, temperature: float) -> dict[str, Any]:
     module = load_simclr(inputs.checkpoint, inputs.random_init)
     train_x, train_y, test_x, test_y = _features(inputs, module.encoder)
+    if k > len(train_y):
+        warnings.warn(
+            f"--k {k} is more than the {len(train_y)} training images in the feature bank; every image "
+            f"votes, as with --k {len(train_y)}.",
+            stacklevel=2,
+        )
     scores = knn_predict(train_x, train_y, test_x, inputs.datamodule.num_classes, k, temperature)
     metrics = {"top1": topk_accuracy(scores, test_y, 1)}
     results = {

@@ -10,7 +10,32 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from datamodules.imagefolder import load_rgb
 from datamodules.transforms import eval_transform
-from evaluation.models import ClassifierMeta, EncoderClassifier
+from evaluation.models import ClassifierMeta, EncoderClassifier, EncoderSpec
+from reliability.checkpoint_files import read_checkpoint
+from reliability.errors import UserError
+
+CLASSIFIER_HINT = "the classifier.pt that `evaluate.py linear` or `evaluate.py finetune` wrote"
+
+
+def load_classifier(path: str | Path) -> tuple[EncoderClassifier, ClassifierMeta]:
+    """The classifier and what prediction needs, unpickling nothing but tensors and plain values.
+
+    classifier.pt holds {"meta": dataclasses.asdict(ClassifierMeta), "state_dict": ...}: dicts, lists,
+    tuples, strings and numbers, so weights_only loading reads it and a crafted file runs nothing.
+    """
+    saved = read_checkpoint(path, "--ckpt", expected=CLASSIFIER_HINT)
+    if not isinstance(saved, dict) or not isinstance(saved.get("meta"), dict) or "state_dict" not in saved:
+        raise UserError(
+            f"'{path}' (--ckpt) is not a classifier saved by evaluate.py (no 'meta' entry); predict needs "
+            f"{CLASSIFIER_HINT}, not a SimCLR checkpoint."
+        )
+    meta_fields = dict(saved["meta"])
+    meta_fields["encoder"] = EncoderSpec(**meta_fields["encoder"])
+    meta_fields["mean"], meta_fields["std"] = tuple(meta_fields["mean"]), tuple(meta_fields["std"])
+    meta = ClassifierMeta(**meta_fields)
+    model = EncoderClassifier(meta.encoder.build(), meta.encoder.feature_dim, len(meta.class_names))
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), meta
 
 
 def image_paths(inputs: Sequence[str]) -> list[Path]:

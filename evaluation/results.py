@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,20 @@ def fresh_output_dir(given: str | None, checkpoint: Path, command: str) -> Path:
             folder = parent / f"{command}-{stamp}-{suffix}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@contextmanager
+def removed_if_left_empty(folder: Path, existed: bool) -> Iterator[None]:
+    """A command that fails before writing anything leaves no empty result folder (nor an empty eval/);
+    a folder that `existed` before the command is the user's and stays."""
+    try:
+        yield
+    except BaseException:
+        made = [] if existed else [folder, *([folder.parent] if folder.parent.name == "eval" else [])]
+        for empty in made:
+            if empty.is_dir() and not any(empty.iterdir()):
+                empty.rmdir()
+        raise
 
 
 def write_results(folder: Path, results: dict[str, Any]) -> Path:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import secrets
 import time
+import warnings
 from pathlib import Path
+from typing import Any, TextIO
 
 import yaml
 from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
+from reliability.checkpoint_files import LIGHTNING_CKPT_ALIASES, read_simclr_checkpoint
 from reliability.errors import UserError
 
 RUNS_ROOT = "runs"
@@ -23,6 +26,13 @@ CONFIG_FILENAME = "config.yaml"
 RUN_DIR_ENV = "SIMCLR_RUN_DIR"
 # Like the run folder: one W&B run id per job, chosen by the launching process.
 WANDB_ID_ENV = "SIMCLR_WANDB_RUN_ID"
+LOCK_FILENAME = ".run.lock"
+# Open lock files of the run folders this process runs in, by resolved path (see _claim), and the
+# folders this process made or claimed: only those may be removed when the run fails (release_run_dir).
+_HELD_LOCKS: dict[str, TextIO] = {}
+_OWNED_FOLDERS: set[Path] = set()
+# config-resumed-*.yaml files this process wrote (see note_resumed_config).
+_RESUMED_CONFIGS: list[Path] = []
 
 
 def _launcher_job_id() -> str | None:
@@ -51,11 +61,69 @@ def _launcher_job_id() -> str | None:
 
 
 def _fresh_folder(parent: Path, name: str) -> Path:
+    """A new folder, made here: two runs started within the same second never share one."""
     folder, suffix = parent / name, 1
-    while folder.exists():
-        suffix += 1
-        folder = parent / f"{name}-{suffix}"
-    return folder
+    while True:
+        try:
+            folder.mkdir(parents=True)
+            _OWNED_FOLDERS.add(folder)
+            return folder
+        except FileExistsError:
+            suffix += 1
+            folder = parent / f"{name}-{suffix}"
+
+
+def _claim(run_dir: Path) -> None:
+    """One process at a time per run folder: a second fit or resume started there stops at once.
+
+    Two processes in one folder would overwrite each other's last.ckpt and config.yaml. The lock is
+    flock(2) on a file in the folder, so the kernel releases it when the process ends, even by SIGKILL.
+    """
+    if os.name != "posix" or str(run_dir.resolve()) in _HELD_LOCKS:
+        return
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = (run_dir / LOCK_FILENAME).open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UserError(
+            f"Another process is running in '{run_dir}' (it holds {LOCK_FILENAME}); wait for it to end, "
+            "or start this run in another --trainer.default_root_dir."
+        ) from None
+    _HELD_LOCKS[str(run_dir.resolve())] = handle
+    _OWNED_FOLDERS.add(run_dir)
+
+
+def note_resumed_config(path: Path) -> None:
+    """The config file of this resume; removed by release_run_dir if the resume fails before it saves
+    a checkpoint, as it then records nothing that happened."""
+    _RESUMED_CONFIGS.append(path)
+
+
+def release_run_dir(failed: bool = False) -> None:
+    """Ends this process's claim on its run folder and removes what a failed invocation leaves to no use:
+    a run folder that holds nothing (e.g. stopped by a missing dataset), and the config-resumed-*.yaml
+    of a resume that failed before saving a checkpoint."""
+    for handle in _HELD_LOCKS.values():
+        handle.close()
+    _HELD_LOCKS.clear()
+    owned, resumed = list(_OWNED_FOLDERS), list(_RESUMED_CONFIGS)
+    _OWNED_FOLDERS.clear()
+    _RESUMED_CONFIGS.clear()
+    if not failed:
+        return
+    for config in resumed:
+        if config.is_file():
+            written = config.stat().st_mtime
+            if not any(ckpt.stat().st_mtime >= written for ckpt in config.parent.rglob("*.ckpt")):
+                config.unlink()
+    for folder in owned:
+        if folder.is_dir() and {path.name for path in folder.iterdir()} <= {LOCK_FILENAME}:
+            (folder / LOCK_FILENAME).unlink(missing_ok=True)
+            folder.rmdir()
 
 
 def resolve_last_checkpoint(run_dir: str | None, checkpoint_dir: str | None) -> None:
@@ -66,11 +134,13 @@ def resolve_last_checkpoint(run_dir: str | None, checkpoint_dir: str | None) -> 
             "e.g. python train.py fit --config runs/RUN/config.yaml --ckpt_path last."
         )
     folder = Path(checkpoint_dir) if checkpoint_dir else Path(run_dir) / "checkpoints"
-    if not any(folder.glob("last*.ckpt")):
+    candidates = list(folder.glob("last*.ckpt"))
+    if not candidates:
         raise UserError(
             f"--ckpt_path last: no last.ckpt in '{folder}', so there is nothing to resume. Check the run "
-            "folder, or start a new run without --ckpt_path."
+            "folder, or run the same command without --ckpt_path last to start the run afresh there."
         )
+    read_simclr_checkpoint(max(candidates, key=lambda path: path.stat().st_mtime), "--ckpt_path last")
 
 
 def requeued_run_dir(given: str | None) -> Path | None:
@@ -116,6 +186,21 @@ def resolve_wandb_run_id(resuming: bool, configured: str | None) -> str:
     return run_id
 
 
+def _set_aside_config(run_dir: Path) -> None:
+    """A run that saved no checkpoint (killed early, or stopped by bad data) has nothing to resume or
+    lose: a new run may start in its folder. Its config.yaml is kept under another name."""
+    kept = run_dir / f"config-unfinished-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+    try:
+        os.replace(run_dir / CONFIG_FILENAME, kept)
+    except FileNotFoundError:  # another rank of this job set it aside first
+        return
+    warnings.warn(
+        f"'{run_dir}' holds a run that saved no checkpoint; starting a new run there (the earlier "
+        f"{CONFIG_FILENAME} is kept as {kept.name}).",
+        stacklevel=2,
+    )
+
+
 def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
     """The folder this run writes into, the same one for every rank of a job.
 
@@ -127,6 +212,10 @@ def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited:
         return Path(inherited)
+    if given is not None and Path(given).exists() and not Path(given).is_dir():
+        raise NotADirectoryError(
+            f"--trainer.default_root_dir '{given}' is a file; name a folder (new or a run folder)."
+        )
     if subcommand == "fit" and given is not None:
         run_dir = Path(given)
     else:
@@ -140,11 +229,79 @@ def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
         # created: no suffix. Rank 0 writes config.yaml only once all ranks have joined the process
         # group, so the check below still sees a previous run's, never this one's.
         run_dir = parent / name if job_id else _fresh_folder(parent, name)
+    # Ranks that srun or torchrun start separately all name this folder: none may lock the others out.
+    if subcommand == "fit" and not (SLURMEnvironment.detect() or TorchElasticEnvironment.detect()):
+        _claim(run_dir)
     if subcommand == "fit" and (run_dir / CONFIG_FILENAME).exists() and not resuming:
-        raise FileExistsError(
-            f"'{run_dir}' already holds a run ({CONFIG_FILENAME} is there). To continue it pass "
-            f"--ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}; to start a new one choose another "
-            "--trainer.default_root_dir."
-        )
+        if any(run_dir.rglob("*.ckpt")):
+            raise FileExistsError(
+                f"'{run_dir}' already holds a run ({CONFIG_FILENAME} and checkpoints are there). To continue "
+                f"it pass --config {run_dir / CONFIG_FILENAME} --ckpt_path last; to start a new one choose "
+                "another --trainer.default_root_dir."
+            )
+        _set_aside_config(run_dir)
     os.environ[RUN_DIR_ENV] = str(run_dir)
     return run_dir
+
+
+def _is_under(path: str | None, folder: Path) -> bool:
+    return path is not None and Path(path).resolve().is_relative_to(folder.resolve())
+
+
+def _rebased(path: str, old: Path, new: Path) -> str:
+    return str(new / Path(path).resolve().relative_to(old.resolve()))
+
+
+def rebase_copied_run(config: Any) -> None:
+    """A run folder that was copied or moved resumes in the folder it now lies in.
+
+    train.py records absolute (or cwd-relative) paths in config.yaml: the run folder, the checkpoint
+    folders and, once resumed, the checkpoint. Read back from a copy they would name the original, so
+    `fit --config COPY/config.yaml --ckpt_path last` would resume from, and overwrite, the original's
+    last.ckpt. Every path inside the recorded folder is moved to the folder the config file lies in
+    (or to a new --trainer.default_root_dir, when a run is repeated elsewhere from its config).
+    """
+    for given in reversed(config.get("config") or []):
+        file = Path(str(given))
+        recorded = _recorded_run_dir(file)
+        if recorded is None:
+            continue
+        trainer = config.trainer
+        if trainer.default_root_dir is None or Path(trainer.default_root_dir) == recorded:
+            trainer.default_root_dir = str(file.parent)
+        target = Path(trainer.default_root_dir)
+        for section in (config.checkpoint, config.step_checkpoint):
+            if _is_under(section.dirpath, recorded):
+                section.dirpath = _rebased(section.dirpath, recorded, target)
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path not in (None, "last", "best", "hpc", "registry") and _is_under(ckpt_path, recorded):
+            config.ckpt_path = _rebased(ckpt_path, recorded, file.parent)
+        return
+
+
+def _recorded_run_dir(file: Path) -> Path | None:
+    """The run folder a config file written by train.py records (its checkpoints lie in <it>/checkpoints).
+
+    None for any other config file, e.g. configs/*.yaml or a hand-written one naming an output folder.
+    """
+    try:
+        saved = yaml.safe_load(file.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    root = (saved.get("trainer") or {}).get("default_root_dir")
+    dirpath = (saved.get("checkpoint") or {}).get("dirpath")
+    if not root or not dirpath or Path(dirpath) != Path(root) / "checkpoints":
+        return None
+    return Path(root)
+
+
+def prepare_checkpoint_paths(config: Any) -> None:
+    """A subcommand's parsed config: paths of a copied run folder moved to the copy, and a named
+    `--ckpt_path FILE` checked to be a SimCLR checkpoint before anything is built or written."""
+    rebase_copied_run(config)
+    ckpt_path = config.get("ckpt_path")
+    if ckpt_path is None or ckpt_path in LIGHTNING_CKPT_ALIASES or ckpt_path.startswith("registry"):
+        return
+    read_simclr_checkpoint(ckpt_path, "--ckpt_path")

@@ -86,6 +86,7 @@ def test_wandb_goes_offline_without_credentials(monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.delenv("WANDB_MODE")
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setattr("reliability.wandb_mode.wandb_reachable", lambda: True)
     cli.choose_wandb_mode()
     assert "WANDB_MODE" not in os.environ
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
+import wandb
 
 from cli import cli_main
 from datamodules.imagefolder import ImageFolderDataModule, UnreadableImageError, load_rgb
 from lightning_modules.simclr import SimCLR
 from reliability.errors import DEBUG_ENV
-from tests.run_helpers import smoke_args, write_image_folder
+from tests.run_helpers import REPOSITORY, smoke_args, write_image_folder
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +30,9 @@ def fresh_process_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     torch.set_num_threads(1)  # tiny models: one thread is fastest, and far faster on a busy CPU
     yield
     torch.set_num_threads(threads)
+    # W&B keeps the settings of its first session (WANDB_MODE=disabled here) for the whole process;
+    # ending it lets later tests' WANDB_MODE=offline take effect.
+    wandb.teardown()
 
 
 @pytest.fixture
@@ -148,6 +153,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(images: Path, 
     )
     line = error_line(args, capsys)
     assert "The training loss became" in line and "training stopped" in line
+    assert "--trainer.precision 32-true" not in line  # the run already trains in 32-bit
     failed_step = int(line.split(" at step ")[1].split()[0])
     last = run / "checkpoints" / "last.ckpt"
     assert f"The last good checkpoint is kept: {last}" in line
@@ -159,11 +165,28 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(images: Path, 
 
 def test_output_folder_that_already_holds_a_run(images: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed_everything: 0\n")
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    line = error_line(smoke_args(images, run), capsys)
+    assert f"'{run}' already holds a run" in line
+    assert f"--config {run / 'config.yaml'} --ckpt_path last" in line
+    assert (run / "config.yaml").read_text() == "seed_everything: 0\n"
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == b"weights"
+
+
+def test_a_folder_whose_run_saved_no_checkpoint_takes_a_new_run(images: Path, tmp_path: Path) -> None:
+    """Killed before its first checkpoint, or stopped by bad data: nothing to resume, so no dead end."""
+    run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("seed_everything: 0\n")
-    line = error_line(smoke_args(images, run), capsys)
-    assert f"'{run}' already holds a run" in line and "--ckpt_path" in line
-    assert (run / "config.yaml").read_text() == "seed_everything: 0\n"
+    (run / "notes.txt").write_text("mine")
+    with pytest.warns(UserWarning, match="saved no checkpoint; starting a new run there"):
+        cli_main(smoke_args(images, run, "--trainer.max_epochs", "1"))
+    kept = list(run.glob("config-unfinished-*.yaml"))
+    assert len(kept) == 1 and kept[0].read_text() == "seed_everything: 0\n"
+    assert (run / "notes.txt").read_text() == "mine"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
 
 
 def test_resume_with_nothing_to_resume(images: Path, tmp_path: Path, capsys) -> None:
@@ -175,3 +198,118 @@ def test_debug_env_keeps_the_traceback(images: Path, tmp_path: Path, monkeypatch
     monkeypatch.setenv(DEBUG_ENV, "1")
     with pytest.raises(ValueError, match="Unknown backbone"):
         cli_main(smoke_args(images, tmp_path / "run", "--model.backbone", "resnet19"))
+
+
+def test_a_config_typo_is_one_line_with_exit_status_1(images: Path, tmp_path: Path, capsys) -> None:
+    line = error_line(smoke_args(images, tmp_path / "run", "--model.tempreature", "0.1"), capsys)
+    assert "unrecognized arguments: --model.tempreature 0.1" in line
+    assert "usage:" not in capsys.readouterr().err
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path: Path, capsys) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model:\n  backbone: resnet18\ntrainer: max_epochs: 3\n")
+    line = error_line(["fit", "--config", str(broken)], capsys)
+    assert f"Config file '{broken}' (--config) is not valid YAML" in line and "line 3, column 20" in line
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--data.batch_size", "0", "batch_size=0 is too small"),
+        ("--data.image_size", "0", "image_size=0 must be a positive number of pixels"),
+        ("--data.num_workers", "-1", "num_workers=-1 must be >= 0"),
+        ("--trainer.max_epochs", "x", "--trainer.max_epochs: expected int, got 'x'"),
+    ],
+)
+def test_an_invalid_value_is_the_sentence_that_explains_it(
+    images: Path, tmp_path: Path, capsys, flag: str, value: str, expected: str
+) -> None:
+    line = error_line(smoke_args(images, tmp_path / "run", flag, value), capsys)
+    assert expected in line and "Union" not in line and len(line) < 250, line
+
+
+def test_no_datamodule_chosen_says_which_flag(tmp_path: Path, capsys) -> None:
+    # configs/cpu-smoke.yaml sets data.init_args only; it is meant to go after a dataset's config.
+    line = error_line(["fit", "--config", str(REPOSITORY / "configs" / "cpu-smoke.yaml")], capsys)
+    assert "No SimCLRDataModule is chosen for 'data'; pass --data <ClassName>" in line
+
+
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_last_checkpoint(
+    images: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    saves = {"count": 0}
+    real_save = torch.save
+
+    def disk_fills_at_the_third_save(checkpoint, file) -> None:
+        saves["count"] += 1
+        if saves["count"] == 3:
+            file.write(b"PK\x03\x04 the start of a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device", str(run / "checkpoints"))
+        real_save(checkpoint, file)
+
+    monkeypatch.setattr("reliability.checkpoint_io.torch.save", disk_fills_at_the_third_save)
+    line = error_line(smoke_args(images, run, "--step_checkpoint.every_n_train_steps", "1"), capsys)
+    assert f"Cannot write '{run / 'checkpoints'}': No space left on device. Free space" in line
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(images: Path, tmp_path: Path, capsys, monkeypatch):
+    """Tests run as root, which may write anywhere; the refusal is simulated where the run folder is made."""
+    run = tmp_path / "read-only" / "run"
+
+    def refuse(self, *args, **kwargs) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    line = error_line(smoke_args(images, run), capsys)
+    assert f"Cannot write '{run}': Permission denied." in line and "--trainer.default_root_dir" in line
+
+
+def test_a_second_run_in_a_busy_folder_stops_at_once(images: Path, tmp_path: Path, capsys) -> None:
+    """Another process (here: a child holding the folder's lock) is running in the folder."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    run.mkdir()
+    hold = (
+        "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "print('locked', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(run / ".run.lock")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        line = error_line(smoke_args(images, run), capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"Another process is running in '{run}'" in line
+    assert sorted(p.name for p in run.iterdir()) == [".run.lock"]
+
+
+def test_a_run_that_fails_before_writing_anything_leaves_no_folder(tmp_path: Path, capsys) -> None:
+    line = error_line(smoke_args(tmp_path / "no_such_data", tmp_path / "run"), capsys)
+    assert "does not exist" in line
+    assert not (tmp_path / "run").exists()
+    error_line(["fit", "--config", str(REPOSITORY / "configs" / "imagefolder.yaml"),
+                "--data.root", str(tmp_path / "no_such_data")], capsys)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_backbone_that_cannot_take_the_image_size_is_one_line(images: Path, tmp_path: Path, capsys) -> None:
+    # torchvision's ViT-B/16 asserts 224 px inputs; 32 px reaches it at the first forward.
+    args = smoke_args(images, tmp_path / "run", "--model.backbone", "vit_b_16", "--data.image_size", "32")
+    line = error_line(args, capsys)
+    assert "Backbone 'vit_b_16' cannot take 32 px images" in line and "--data.image_size" in line
+
+
+def test_a_run_folder_that_is_a_file_is_one_line(images: Path, tmp_path: Path, capsys) -> None:
+    taken = tmp_path / "results.txt"
+    taken.write_text("mine")
+    line = error_line(smoke_args(images, taken), capsys)
+    assert f"--trainer.default_root_dir '{taken}' is a file" in line and taken.read_text() == "mine"

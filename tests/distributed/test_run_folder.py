@@ -54,8 +54,9 @@ def test_srun_tasks_share_the_job_folder_even_after_one_created_it(monkeypatch: 
 def test_srun_job_folder_holding_a_run_is_only_reused_to_resume(monkeypatch: pytest.MonkeyPatch) -> None:
     srun_task(monkeypatch)
     folder = Path("runs") / "slurm-4242.0"
-    folder.mkdir(parents=True)
+    (folder / "checkpoints").mkdir(parents=True)
     (folder / CONFIG_FILENAME).write_text("trainer: {}\n")
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"weights")  # a folder without one takes a new run
     with pytest.raises(FileExistsError, match="--ckpt_path"):
         resolve_run_dir("fit", None, resuming=False)
     assert resolve_run_dir("fit", None, resuming=True) == folder
@@ -77,7 +78,7 @@ def test_plain_python_in_an_interactive_allocation_gets_fresh_timestamped_folder
     srun_task(monkeypatch, job_name="interactive")
     first = resolve_run_dir("fit", None, resuming=False)
     assert not first.name.startswith("slurm") and first.parent == Path("runs")
-    first.mkdir(parents=True)
+    assert first.is_dir()  # made at once, so a second run started in the same second gets another
     as_another_rank(monkeypatch)
     assert resolve_run_dir("fit", None, resuming=False) != first
 

@@ -24,3 +24,15 @@ class PauseOnce(pl.Callback):
         deadline = time.monotonic() + MAX_PAUSE_SECONDS
         while not trainer.received_sigterm and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+class PauseInValidation(PauseOnce):
+    """Like PauseOnce, but in the first validation batch after `step` (workers of the val loader running)."""
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
+        return None
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int, *_) -> None:
+        if trainer.sanity_checking:
+            return
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
