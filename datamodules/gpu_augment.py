@@ -315,7 +315,15 @@ def normalise(images: Tensor, mean: Triple, std: Triple) -> Tensor:
 def render_view(images: Tensor, params: ViewParams, config: AugmentConfig) -> Tensor:
     """One normalised float view [B, 3, S, S] of float images in [0, 1], in the CPU pipeline's order."""
     view = resample(images, params.boxes, params.flip, config.image_size, padding_mode="border")
-    view = color_jitter(view, params)
+    return colour_and_normalise(view, params, config)
+
+
+def colour_and_normalise(views: Tensor, params: ViewParams, config: AugmentConfig) -> Tensor:
+    """Everything after the crop: jitter, grayscale, blur, solarize, normalise; [B, 3, S, S] in [0, 1].
+
+    Shared with the per-image path, which crops each image itself and batches only the colour work.
+    """
+    view = color_jitter(views, params)
     view = torch.where(params.grayscale.view(-1, 1, 1, 1), rgb_to_grayscale(view).expand_as(view), view)
     if config.blur:
         blurred = gaussian_blur(view, params.sigma, blur_kernel_size(config.image_size))
