@@ -64,11 +64,15 @@ class _Recorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def count_aten_ops(fn: Callable[[], Any]) -> Counter[str]:
-    """Kernel-launching aten operations of one call of fn, by name (e.g. "aten::mul"), views excluded."""
+def count_aten_ops(fn: Callable[[], Any], include_views: bool = False) -> Counter[str]:
+    """Kernel-launching aten operations of one call of fn, by name (e.g. "aten::mul").
+
+    With include_views, views and METADATA_ONLY operations are counted as well (e.g. "aten::lift_fresh",
+    which marks a tensor built from Python values: on an accelerator, a blocking copy).
+    """
     with _Recorder() as recorder:
         fn()
-    return recorder.ops
+    return recorder.ops + recorder.views if include_views else recorder.ops
 
 
 def count_host_syncs(fn: Callable[[], Any]) -> Counter[str]:
