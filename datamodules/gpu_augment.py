@@ -19,6 +19,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -387,9 +388,25 @@ class BatchViewAugmenter:
 
     def __init__(self, config: AugmentConfig, compile: bool = False) -> None:
         self.config = config
-        # Eager, the views take ~150 small kernels, so launches rather than pixels set the pace for
+        self.compile = compile
+        # Eager, the views take under 200 small kernels, so launches rather than pixels set the pace for
         # 32 px images; compiled, the pixel work fuses into a few kernels. Sampling stays eager.
         self._render = torch.compile(render_views, dynamic=False) if compile else render_views
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """DataLoader workers and spawned processes get the settings; they compile and seed their own."""
+        return {"config": self.config, "compile": self.compile}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"], state["compile"])  # type: ignore[misc]
+
+    def generator(self, device: torch.device, seed: int) -> torch.Generator:
+        """This augmenter's generator on `device`, reseeded; seeding is host-side (no sync on a GPU)."""
+        generator = self._generators.get(device)
+        if generator is None:
+            generator = self._generators[device] = torch.Generator(device=device)
+        return generator.manual_seed(seed)
 
     def views(
         self, images: Tensor, generator: torch.Generator | None = None
