@@ -291,7 +291,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         return SimCLRTrainingDataset(images, views, probe)
 
     def _build_cached_images(self, training_images: Dataset) -> CachedImages:
-        """The batched path: pixels decoded once, on the device (or pinned) or, on CPU, in shared memory."""
+        """The batched path: pixels decoded once, kept on the device (or pinned), or in host memory on CPU."""
         images, labels = decode_to_uint8(training_images, self.hparams.num_workers, self.root)
         self._check_enough_images(len(images))
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
@@ -301,8 +301,8 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         )
         rank = self.trainer.global_rank if self.trainer is not None else 0
         if images.device.type == "cpu" and device.type == "cpu":
-            # Workers read the images from shared memory and make the views themselves.
-            return CachedImages(images.share_memory_(), labels.share_memory_(), _run_seed(), rank, augmenter)
+            # The workers make the views; forked, they read the parent's pixels without copying them.
+            return CachedImages(images, labels, _run_seed(), rank, augmenter)
         self._augmenter = augmenter
         return CachedImages(images, labels, _run_seed(), rank)
 
