@@ -362,12 +362,18 @@ def gaussian_blur(images: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
     return flat.reshape(batch, channels, height, width)
 
 
+def _normalisation(
+    mean: Triple, std: Triple, device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """(x - mean) / std as x * scale + shift: scale and shift [1, 3, 1, 1], cached per device."""
+    scale = _channel_constants((1.0 / std[0], 1.0 / std[1], 1.0 / std[2]), device, dtype)
+    shift = _channel_constants((-mean[0] / std[0], -mean[1] / std[1], -mean[2] / std[2]), device, dtype)
+    return scale, shift
+
+
 def normalise(images: Tensor, mean: Triple, std: Triple) -> Tensor:
     """(images - mean) / std per channel, as one multiply-add with constants cached per device."""
-    scale = _channel_constants((1.0 / std[0], 1.0 / std[1], 1.0 / std[2]), images.device, images.dtype)
-    shift = _channel_constants(
-        (-mean[0] / std[0], -mean[1] / std[1], -mean[2] / std[2]), images.device, images.dtype
-    )
+    scale, shift = _normalisation(mean, std, images.device, images.dtype)
     return torch.addcmul(shift, images, scale)
 
 
@@ -375,9 +381,20 @@ def colour_and_normalise(views: Tensor, params: ViewParams, config: AugmentConfi
     """Everything after the crop: jitter, grayscale, blur, solarize, normalise; [B, 3, S, S] in [0, 1].
 
     Shared with the per-image path, which crops each image itself and batches only the colour work.
+    Grayscale and, when nothing comes between them, normalisation are per-sample affine colour maps,
+    applied as one batched matrix product.
     """
     view = color_jitter(views, params)
-    view = torch.where(params.grayscale.view(-1, 1, 1, 1), rgb_to_grayscale(view), view)
+    batch, channels, height, width = view.shape
+    identity = torch.eye(3, device=view.device, dtype=view.dtype)
+    luma_rows = _channel_constants(LUMA_WEIGHTS, view.device, view.dtype).view(1, 1, 3)
+    colour_map = torch.where(params.grayscale.view(-1, 1, 1), luma_rows, identity)  # [B, 3, 3]
+    if not config.blur and config.solarize_p == 0:
+        scale, shift = _normalisation(config.mean, config.std, view.device, view.dtype)
+        pixels = view.reshape(batch, channels, height * width)
+        normalised = torch.baddbmm(shift.view(1, 3, 1), scale.view(1, 3, 1) * colour_map, pixels)
+        return normalised.view(batch, channels, height, width)
+    view = torch.bmm(colour_map, view.reshape(batch, channels, height * width)).view(view.shape)
     if config.blur:
         blurred = gaussian_blur(view, params.sigma, blur_kernel_size(config.image_size))
         view = torch.where(params.blur.view(-1, 1, 1, 1), blurred, view)
