@@ -13,7 +13,8 @@ Two ways to make the views, chosen by `view_path` ("auto" by default):
 - per_image: a torchvision pipeline per image in the workers; the only choice for images of
   different sizes, which cannot share one tensor.
 "auto" takes the batched path whenever every training image has one size (CIFAR, STL-10, an image
-folder whose files all have one size) and the decoded images fit in half the available memory.
+folder whose files all have one size), at most twice the view size, and the decoded images fit in half
+the available memory.
 Either way each batch's views are drawn from a seed of (run seed, rank, epoch, batch), so ranks and
 workers draw independent parameters and a resumed run draws what the uninterrupted run drew.
 """
@@ -48,6 +49,9 @@ EvalSplit = Literal["val", "test"]
 ViewPath = Literal["auto", "batched", "per_image"]
 # "auto" caches the decoded training images only when they take at most this share of available memory.
 CACHE_MEMORY_SHARE = 0.5
+# ... and only when images are at most this many times the view size: batched crops are resized without
+# antialiasing, invisible for crops up to twice the output but aliasing for larger ones.
+MAX_DOWNSCALE = 2
 
 
 class MissingDatasetError(FileNotFoundError):
@@ -247,6 +251,11 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
                         "to one size or use --data.view_path auto (per-image views)."
                     )
                 reason = f"training images differ in size, e.g. {width}x{height} and {w2}x{h2}"
+            elif self.view_path == "auto" and max(width, height) > MAX_DOWNSCALE * self.image_size:
+                reason = (
+                    f"{width}x{height} training images for {self.image_size} px views: batched crops "
+                    "are not antialiased, so auto keeps the per-image path for large downscaling"
+                )
             else:
                 images = self._pretrain_images()
                 count = len(images)  # type: ignore[arg-type]

@@ -178,3 +178,16 @@ def test_lightning_trains_on_the_batched_views_by_default(
         batch["view1"].dtype == torch.float32 and batch["view1"].shape == (8, 3, 32, 32) for batch in received
     )
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
+
+
+def test_auto_keeps_the_per_image_path_for_large_downscaling(tmp_path: Path) -> None:
+    write_folder(tmp_path, [(40, 40)] * 2)
+    auto = ImageFolderDataModule(str(tmp_path), batch_size=2, num_workers=0, image_size=16)
+    auto.setup("fit")
+    assert isinstance(auto.train_dataset, SimCLRTrainingDataset)
+    assert auto.view_path_used.startswith("per_image (40x40 training images for 16 px views")
+    forced = ImageFolderDataModule(
+        str(tmp_path), batch_size=2, num_workers=0, image_size=16, view_path="batched"
+    )
+    forced.setup("fit")
+    assert isinstance(forced.train_dataset, CachedImages)
