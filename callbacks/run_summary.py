@@ -55,11 +55,15 @@ def _data_line(datamodule: pl.LightningDataModule) -> str:
     described = f"{type(datamodule).__name__} at '{getattr(datamodule, 'root', '?')}'"
     train = getattr(datamodule, "train_dataset", None)
     if train is not None:
+        # Both view paths' training sets have one item per image (the batched one serves whole batches).
         described += f", {len(train)} training images"
     if hasattr(datamodule, "num_classes"):
         described += f", {datamodule.num_classes} classes"
     if hasattr(datamodule, "image_size"):
         described += f", {datamodule.image_size} px"
+    view_path = getattr(datamodule, "view_path_used", None)
+    if view_path is not None:
+        described += f", views {view_path}"
     return described
 
 

@@ -2,6 +2,21 @@
 
 Subclasses only say which images to load; everything that must behave the same across datasets
 (the batch contract, drop_last, distributed batch splitting, missing-data errors) lives here.
+
+Two ways to make the views, chosen by `view_path` ("auto" by default):
+- batched: the training images are decoded once into one uint8 tensor and each batch's views are made
+  for the whole batch at once (datamodules/gpu_augment.py). On an accelerator the tensor sits on the
+  device and the views are made there after the transfer (`on_after_batch_transfer`), so the CPU does
+  nothing per step but gather indices. On a CPU-only run the views are made inside the DataLoader
+  workers instead, a whole batch per worker task: the main process, which trains the model, then
+  never waits for augmentation as long as the workers keep up, exactly as on the per-image path.
+- per_image: a torchvision pipeline per image in the workers; the only choice for images of
+  different sizes, which cannot share one tensor.
+"auto" takes the batched path whenever every training image has one size (CIFAR, STL-10, an image
+folder whose files all have one size), at most twice the view size, and the decoded images fit in half
+the available memory.
+Either way each batch's views are drawn from a seed of (run seed, rank, epoch, batch), so ranks and
+workers draw independent parameters and a resumed run draws what the uninterrupted run drew.
 """
 
 from __future__ import annotations
@@ -15,10 +30,11 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.gpu_augment import AugmentConfig, BatchViewAugmenter
-from datamodules.sampling import ResumableSampler
+from datamodules.sampling import ResumableBatchSampler, ResumableSampler
 from datamodules.transforms import (
     ImageTransform,
     SimCLRTrainingDataset,
@@ -27,10 +43,16 @@ from datamodules.transforms import (
     probe_transform,
     simclr_view_transform,
 )
-from datamodules.uint8_cache import CachedImageBatches, decode_to_uint8, place_images
+from datamodules.uint8_cache import CachedImages, decode_to_uint8, place_images
 from reliability.worker_signals import ignore_sigterm
 
 EvalSplit = Literal["val", "test"]
+ViewPath = Literal["auto", "batched", "per_image"]
+# "auto" caches the decoded training images only when they take at most this share of available memory.
+CACHE_MEMORY_SHARE = 0.5
+# ... and only when images are at most this many times the view size: batched crops are resized without
+# antialiasing, invisible for crops up to twice the output but aliasing for larger ones.
+MAX_DOWNSCALE = 2
 
 
 class MissingDatasetError(FileNotFoundError):
@@ -74,12 +96,29 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         blur: bool | None = None,
         download: bool = True,
         pin_memory: bool = True,
-        gpu_augment: bool = False,
+        gpu_augment: bool | None = None,
         solarize_p: float = 0.0,
         compile_augment: bool = False,
+        view_path: ViewPath = "auto",
     ) -> None:
+        """`view_path`: "auto" (batched views whenever the training images share one size), "batched"
+        or "per_image" (see the module docstring). `gpu_augment` is its deprecated alias."""
         super().__init__()
         self.save_hyperparameters()
+        if view_path not in ("auto", "batched", "per_image"):
+            raise ValueError(f"view_path={view_path!r} must be one of 'auto', 'batched', 'per_image'.")
+        if gpu_augment is not None:
+            aliased: ViewPath = "batched" if gpu_augment else "per_image"
+            if view_path not in ("auto", aliased):
+                raise ValueError(
+                    f"gpu_augment={gpu_augment} contradicts view_path={view_path!r}; drop gpu_augment."
+                )
+            warnings.warn(
+                f"--data.gpu_augment is deprecated; use --data.view_path {aliased} (default: auto).",
+                FutureWarning,
+                stacklevel=2,
+            )
+            view_path = aliased
         if batch_size < 2:
             raise ValueError(
                 f"batch_size={batch_size} is too small: SimCLR needs at least 2 images per batch so that "
@@ -104,11 +143,12 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         # A plain attribute (not only in hparams) so Lightning's batch-size finder can change it.
         self.batch_size = batch_size
         # Plain attributes, not hparams: subclasses with their own __init__ need not take them.
-        self.gpu_augment = gpu_augment
+        self.view_path = view_path
         self.solarize_p = solarize_p
         self.compile_augment = compile_augment
+        # The path this run takes, and why ("batched: all 50000 training images are 32x32"), after setup.
+        self.view_path_used: str | None = None
         self._augmenter: BatchViewAugmenter | None = None
-        self._shuffle_seed = 0
         self._image_size: int = image_size if image_size is not None else self.native_image_size  # type: ignore[assignment]
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
@@ -140,6 +180,16 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
 
     def _download(self) -> None:
         """Fetches the data once on rank 0; datasets that cannot be downloaded keep this no-op."""
+
+    def _training_image_sizes(self) -> list[tuple[int, int]]:
+        """Up to two distinct (width, height) of the training images; one entry when all share it.
+
+        Fixed-size datasets know it without reading a file; image folders override this.
+        """
+        side = self.native_image_size
+        if side is None:
+            raise NotImplementedError(f"{type(self).__name__} must say whether its images share one size.")
+        return [(side, side)]
 
     def train_images(self) -> Dataset:
         """(PIL image, label) pairs of the training split, label -1 when unlabeled.
@@ -178,12 +228,49 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
     def setup(self, stage: str | None = None) -> None:
         evaluation = eval_transform(self.image_size, self.mean, self.std, self.native_image_size)
         if stage in (None, "fit") and self.train_dataset is None:
-            build = self._build_cached_images if self.gpu_augment else self._build_train_dataset
-            self.train_dataset = build()
+            cacheable = self._cacheable_training_images()
+            self.train_dataset = (
+                self._build_train_dataset() if cacheable is None else self._build_cached_images(cacheable)
+            )
         if stage in (None, "fit", "validate") and self.val_dataset is None:
             self.val_dataset = self._eval_images("val", evaluation)
         if stage in (None, "test") and self.test_dataset is None:
             self.test_dataset = self._eval_images("test", evaluation)
+
+    def _cacheable_training_images(self) -> Dataset | None:
+        """The training images when this run takes the batched path, else None; says which and why."""
+        images, reason = None, "--data.view_path per_image"
+        if self.view_path != "per_image":
+            sizes = self._training_image_sizes()
+            (width, height) = sizes[0]
+            if len(sizes) > 1:
+                (w2, h2) = sizes[1]
+                if self.view_path == "batched":
+                    raise ValueError(
+                        f"--data.view_path batched needs training images of one size, but '{self.root}' "
+                        f"has {width}x{height} and {w2}x{h2} images (width x height); resize them offline "
+                        "to one size or use --data.view_path auto (per-image views)."
+                    )
+                reason = f"training images differ in size, e.g. {width}x{height} and {w2}x{h2}"
+            elif self.view_path == "auto" and max(width, height) > MAX_DOWNSCALE * self.image_size:
+                reason = (
+                    f"{width}x{height} training images for {self.image_size} px views: batched crops "
+                    "are not antialiased, so auto keeps the per-image path for large downscaling"
+                )
+            else:
+                images = self._pretrain_images()
+                count = len(images)  # type: ignore[arg-type]
+                needed, available = 3 * width * height * count, _available_memory()
+                reason = f"all {count} training images are {width}x{height}"
+                if self.view_path == "auto" and available and needed > CACHE_MEMORY_SHARE * available:
+                    images = None
+                    reason = (
+                        f"{count} images of {width}x{height} take {needed / 2**30:.1f} GiB decoded, over "
+                        f"{CACHE_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB of memory available"
+                    )
+        self.view_path_used = f"{'batched' if images is not None else 'per_image'} ({reason})"
+        rank_zero_info(f"Training views: {self.view_path_used}")
+        return images
 
     def _check_enough_images(self, count: int) -> None:
         if count < self.batch_size:
@@ -213,25 +300,27 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         probe = probe_transform(self.image_size, self.mean, self.std, self.native_image_size)
         return SimCLRTrainingDataset(images, views, probe)
 
-    def _build_cached_images(self) -> CachedImageBatches:
-        """The GPU path: pixels decoded once and placed on the device (or pinned), views made per batch."""
-        images, labels = decode_to_uint8(self._pretrain_images(), self.hparams.num_workers, self.root)
+    def _build_cached_images(self, training_images: Dataset) -> CachedImages:
+        """The batched path: pixels decoded once, kept on the device (or pinned), or in host memory on CPU."""
+        images, labels = decode_to_uint8(training_images, self.hparams.num_workers, self.root)
         self._check_enough_images(len(images))
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         images, labels = place_images(images, labels, device)
-        # Every rank must shuffle alike to take disjoint shares; rank 0's draw is the shared seed.
-        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
-        self._shuffle_seed = self.trainer.strategy.broadcast(seed) if self.trainer is not None else seed
-        self._augmenter = BatchViewAugmenter(
+        augmenter = BatchViewAugmenter(
             AugmentConfig.simclr(**self._view_settings()), compile=self.compile_augment
         )
-        return CachedImageBatches(images, labels, self.batch_size, self._shuffle_seed)
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        if images.device.type == "cpu" and device.type == "cpu":
+            # The workers make the views; forked, they read the parent's pixels without copying them.
+            return CachedImages(images, labels, _run_seed(), rank, augmenter)
+        self._augmenter = augmenter
+        return CachedImages(images, labels, _run_seed(), rank)
 
     def train_dataloader(self) -> DataLoader:
-        if self.gpu_augment:
-            return self._cached_loader(self._require(self.train_dataset, "fit"))  # type: ignore[arg-type]
-        # drop_last: a short last batch would have fewer negatives and a differently scaled loss.
         dataset = self._require(self.train_dataset, "fit")
+        if isinstance(dataset, CachedImages):
+            return self._cached_loader(dataset)
+        # drop_last: a short last batch would have fewer negatives and a differently scaled loss.
         return self._loader(dataset, shuffle=False, drop_last=True, sampler=self._train_sampler(dataset))
 
     def _train_sampler(self, dataset: Dataset) -> ResumableSampler:
@@ -243,8 +332,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             dataset,  # type: ignore[arg-type]
             num_replicas=trainer.world_size if trainer is not None else 1,
             rank=trainer.global_rank if trainer is not None else 0,
-            # The seed Lightning's seed_everything chose (saved in the run's config.yaml).
-            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+            seed=_run_seed(),
             start_epoch=epoch,
             skip_samples=batches_done * self.per_device_batch_size,
         )
@@ -272,23 +360,40 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self._require(self.test_dataset, "test"), shuffle=False, drop_last=False)
 
-    def _cached_loader(self, cached: CachedImageBatches) -> DataLoader:
-        """Batches are gathered from the cached tensor in the main process: no workers, nothing to collate."""
-        world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
-        batches = CachedImageBatches(
-            cached.images, cached.labels, self.per_device_batch_size, self._shuffle_seed, rank, world_size
+    def _cached_loader(self, cached: CachedImages) -> DataLoader:
+        """One whole batch per sampler item, in the same resumable order as the per-image path.
+
+        On an accelerator the gather runs in the main process (the images are on the device, nothing
+        to collate); on CPU the workers gather and make the views.
+        """
+        epoch, batches_done = self._resume_position or (0, 0)
+        self._resume_position = None
+        trainer = self.trainer
+        sampler = ResumableBatchSampler(
+            cached,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
+            seed=_run_seed(),
+            batch_size=self.per_device_batch_size,
+            device=cached.images.device,
+            start_epoch=epoch,
+            skip_batches=batches_done,
         )
-        # Lightning warns that __len__ of an IterableDataset may be wrong with several workers; there are
-        # none here, so it is exact.
-        warnings.filterwarnings("ignore", "Your `IterableDataset` has `__len__` defined", UserWarning)
-        images = cached.images
-        pinned = torch.cuda.is_available() and images.device.type == "cpu" and images.is_pinned()
-        return DataLoader(batches, batch_size=None, num_workers=0, pin_memory=pinned)
+        workers = self.hparams.num_workers if cached.augmenter is not None else 0
+        pinned = (
+            torch.cuda.is_available() and cached.images.device.type == "cpu" and cached.images.is_pinned()
+        )
+        return DataLoader(
+            cached, batch_size=None, sampler=sampler, num_workers=workers, pin_memory=pinned,
+            persistent_workers=workers > 0, worker_init_fn=ignore_sigterm,
+        )  # fmt: skip
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """On the GPU path, training batches arrive as uint8 images and leave as the view contract."""
+        """On an accelerator, training batches arrive as uint8 images and leave as the view contract."""
         if self._augmenter is not None and isinstance(batch, dict) and "images" in batch:
-            return self._augmenter.training_batch(batch["images"], batch["label"])
+            images = batch["images"]
+            generator = self._augmenter.generator(images.device, batch["view_seed"])
+            return self._augmenter.training_batch(images, batch["label"], generator)
         return batch
 
     def _require(self, dataset: Dataset | None, stage: str) -> Dataset:
@@ -312,3 +417,20 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             persistent_workers=workers > 0,
             worker_init_fn=ignore_sigterm,  # the main process saves on SIGTERM to the group
         )
+
+
+def _run_seed() -> int:
+    """The seed Lightning's seed_everything chose (saved in the run's config.yaml); 0 without one."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux's MemAvailable); None where unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from datamodules.base import EvalSplit, SimCLRDataModule
+from datamodules.base import EvalSplit, SimCLRDataModule, ViewPath
 from datamodules.transforms import ImageTransform, Triple
 from reliability.errors import UserError
 
@@ -171,9 +171,10 @@ class ImageFolderDataModule(SimCLRDataModule):
         pin_memory: bool = True,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
-        gpu_augment: bool = False,
+        gpu_augment: bool | None = None,
         solarize_p: float = 0.0,
         compile_augment: bool = False,
+        view_path: ViewPath = "auto",
     ) -> None:
         # Nothing to download: the images are the user's own.
         super().__init__(
@@ -189,6 +190,7 @@ class ImageFolderDataModule(SimCLRDataModule):
             gpu_augment=gpu_augment,
             solarize_p=solarize_p,
             compile_augment=compile_augment,
+            view_path=view_path,
         )
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean={mean} and std={std} need 3 values (R, G, B); std must be > 0.")
@@ -211,8 +213,17 @@ class ImageFolderDataModule(SimCLRDataModule):
     def std(self) -> Triple:
         return self._std
 
-    def _pretrain_images(self) -> Dataset:
+    @cached_property
+    def _train_folder(self) -> ImageFolder:
+        """Listed once: the size check and the training set read the same files."""
         return _image_folder(self.layout.train_dir, transform=None)
+
+    def _pretrain_images(self) -> Dataset:
+        return self._train_folder
+
+    def _training_image_sizes(self) -> list[tuple[int, int]]:
+        """Read from the file headers, without decoding; stops at the second size found."""
+        return distinct_image_sizes(path for path, _ in self._train_folder.samples)
 
     def _eval_images(self, split: EvalSplit, transform: ImageTransform) -> Dataset:
         split_dir = self.layout.val_dir if split == "val" else self.layout.test_dir
@@ -248,6 +259,26 @@ class _ImageFolderOnce(ImageFolder):
                         seen.add(real)
                         samples.append((path, class_to_idx[name]))
         return samples
+
+
+def distinct_image_sizes(paths: Iterable[str], limit: int = 2) -> list[tuple[int, int]]:
+    """The first `limit` distinct (width, height) among the images, in file order.
+
+    PIL reads only the header on open, so a folder of one size costs one small read per file; the
+    usual mixed-size folder stops after a few files.
+    """
+    sizes: list[tuple[int, int]] = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                size = image.size
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            size = load_rgb(path).size  # raises the one-line error that names the file
+        if size not in sizes:
+            sizes.append(size)
+            if len(sizes) == limit:
+                break
+    return sizes
 
 
 def _image_folder(split_dir: Path, transform: ImageTransform | None) -> ImageFolder:

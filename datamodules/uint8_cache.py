@@ -1,20 +1,24 @@
 """The training set decoded once into one uint8 tensor, served as whole batches of indices.
 
-The GPU augmentation path needs nothing from the loader but raw pixels: decoding every image once
+The batched view path needs nothing from the loader but raw pixels: decoding every image once
 (50,000 CIFAR images are 150 MB, STL-10's 105,000 are 2.9 GB) and keeping them on the accelerator turns
-loading a batch into one gather, with no worker processes and no host-to-device copy.
+loading a batch into one gather, with no worker processes and no host-to-device copy. On a CPU run
+the same gather happens in the DataLoader workers, which also make the views (see datamodules.base).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
+
+from datamodules.gpu_augment import BatchViewAugmenter
+from datamodules.sampling import BatchKey, view_seed
 
 # At most this share of the free accelerator memory goes to the cached images; the rest is for training.
 DEVICE_MEMORY_SHARE = 0.4
@@ -57,9 +61,9 @@ def decode_to_uint8(dataset: Dataset, num_workers: int, where: str) -> tuple[Ten
             shapes.add(tuple(chunks[0].shape[1:]))
         if len(shapes) > 1:
             raise ValueError(
-                f"--data.gpu_augment true keeps the training images of '{where}' as one tensor, so they "
-                f"must all have one size, but they come in {sorted(shapes)[:3]} (C, H, W). Resize them "
-                "offline to one size, or use the CPU path (--data.gpu_augment false)."
+                f"--data.view_path batched keeps the training images of '{where}' as one tensor, so they "
+                f"must all have one size, but they come in {sorted(shapes)[:2]} (C, H, W). Resize them "
+                "offline to one size, or use --data.view_path per_image."
             )
         chunks.append(torch.stack(images))
         label_chunks.append(labels)
@@ -81,34 +85,36 @@ def place_images(images: Tensor, labels: Tensor, device: torch.device) -> tuple[
     return images.to(device), labels.to(device)
 
 
-class CachedImageBatches(IterableDataset):
-    """Shuffled batches {"images": uint8 [B, 3, H, W], "label": long [B]} of this rank's share of the images.
+class CachedImages(Dataset):
+    """All training images as uint8 [N, 3, H, W] and labels [N], read one whole batch per BatchKey.
 
-    Every rank draws the same permutation (a shared seed plus the epoch) and takes its own contiguous
-    slice, which is what DistributedSampler does; a partial last batch is dropped, as on the CPU path.
+    Without an augmenter a batch is {"images": uint8 [B, 3, H, W], "label": [B], "view_seed": int} and
+    the views are made after the transfer to the accelerator; with one (CPU runs) the views are made
+    here, inside the DataLoader workers, and a batch is already the training contract. Either way the
+    views of a batch are drawn from `view_seed(run_seed, rank, epoch, batch)`.
     """
 
     def __init__(
-        self, images: Tensor, labels: Tensor, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+        self,
+        images: Tensor,
+        labels: Tensor,
+        run_seed: int,
+        rank: int = 0,
+        augmenter: BatchViewAugmenter | None = None,
     ) -> None:
         super().__init__()
         self.images = images
         self.labels = labels
-        self.batch_size = batch_size
-        self.seed = seed
+        self.run_seed = run_seed
         self.rank = rank
-        self.world_size = world_size
-        self.epoch = 0
+        self.augmenter = augmenter
 
     def __len__(self) -> int:
-        return len(self.images) // self.world_size // self.batch_size
+        return len(self.images)
 
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        self.epoch += 1
-        order = torch.randperm(len(self.images), generator=generator)
-        share = len(self.images) // self.world_size
-        mine = order[self.rank * share : (self.rank + 1) * share].to(self.images.device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            indices = mine[start : start + self.batch_size]
-            yield {"images": self.images[indices], "label": self.labels[indices]}
+    def __getitem__(self, key: BatchKey) -> dict[str, Tensor | int]:  # type: ignore[override]
+        images, labels = self.images[key.indices], self.labels[key.indices]
+        seed = view_seed(self.run_seed, self.rank, key.epoch, key.batch)
+        if self.augmenter is None:
+            return {"images": images, "label": labels, "view_seed": seed}
+        return self.augmenter.training_batch(images, labels, self.augmenter.generator(images.device, seed))

@@ -19,8 +19,19 @@ BOOLEAN_MASK_INDEX = "aten::index(boolean mask)"
 HOST_SYNC_OPS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", BOOLEAN_MASK_INDEX)
 # Ops that allocate or relabel memory without running a kernel.
 NON_LAUNCHING_OPS = frozenset(
-    ("aten::empty", "aten::empty_strided", "aten::empty_like", "aten::lift_fresh")
-) | {"aten::_local_scalar_dense"}
+    {
+        "aten::empty",
+        "aten::empty_like",
+        "aten::empty_strided",
+        "aten::new_empty",
+        "aten::new_empty_strided",
+        "aten::_unsafe_view",
+        "aten::_reshape_alias",
+        "aten::lift_fresh",
+        "aten::set_",
+        "aten::_local_scalar_dense",
+    }
+)
 
 
 def aten_op_name(func: torch._ops.OpOverload, args: tuple) -> str:

@@ -63,7 +63,7 @@ def test_short_pretraining_beats_random_init(tmp_path: Path, monkeypatch: pytest
         "--config", str(CONFIGS / "imagefolder.yaml"), "--config", str(CONFIGS / "cpu-smoke.yaml"),
         # 16 px keeps 2 CPU cores fast enough for 250 steps; AdamW learns quicker than LARS in so few.
         "--data.root", str(root), "--data.image_size", "16", "--data.batch_size", "64",
-        "--data.jitter_strength", "0.5", "--data.min_crop_scale", "0.2", "--data.gpu_augment", "true",
+        "--data.jitter_strength", "0.5", "--data.min_crop_scale", "0.2", "--data.view_path", "batched",
         "--model.optimizer", "adamw", "--model.base_lr", "0.008", "--model.weight_decay", "1e-4",
         "--model.temperature", "0.5", "--trainer.max_epochs", "6", "--trainer.limit_train_batches", "1.0",
         "--trainer.limit_val_batches", "1.0", "--trainer.check_val_every_n_epoch", "4",

@@ -12,7 +12,7 @@ from tests.op_counts import count_aten_ops
 def fake_trainer(global_step: int) -> SimpleNamespace:
     return SimpleNamespace(
         global_step=global_step, log_every_n_steps=10, max_steps=-1, num_training_batches=1000,
-        current_epoch=0, checkpoint_callbacks=[],
+        current_epoch=0, checkpoint_callbacks=[], precision="32-true",
     )  # fmt: skip
 
 

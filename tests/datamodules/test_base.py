@@ -59,7 +59,9 @@ class InMemoryDataModule(SimCLRDataModule):
 
 
 def attach_world_size(datamodule: SimCLRDataModule, world_size: int) -> None:
-    datamodule.trainer = SimpleNamespace(world_size=world_size, global_rank=0)  # type: ignore[assignment]
+    datamodule.trainer = SimpleNamespace(  # type: ignore[assignment]
+        world_size=world_size, global_rank=0, strategy=SimpleNamespace(root_device=torch.device("cpu"))
+    )
 
 
 def test_properties_and_hyperparameters_are_ready_after_init() -> None:
@@ -72,11 +74,15 @@ def test_properties_and_hyperparameters_are_ready_after_init() -> None:
 
 @pytest.mark.parametrize(("world_size", "per_device"), [(1, 8), (2, 4), (4, 2)])
 def test_global_batch_is_split_across_devices(world_size: int, per_device: int) -> None:
-    datamodule = InMemoryDataModule(batch_size=8)
-    attach_world_size(datamodule, world_size)
-    assert datamodule.per_device_batch_size == per_device
-    datamodule.setup("fit")
-    assert datamodule.train_dataloader().batch_size == per_device
+    for view_path in ("per_image", "batched"):
+        datamodule = InMemoryDataModule(batch_size=8, train_count=16, view_path=view_path)
+        attach_world_size(datamodule, world_size)
+        assert datamodule.per_device_batch_size == per_device
+        datamodule.setup("fit")
+        loader = datamodule.train_dataloader()
+        batch_size = loader.batch_size if view_path == "per_image" else loader.sampler.batch_size
+        assert batch_size == per_device, view_path
+        assert len(loader) == 16 // world_size // per_device, view_path
 
 
 def test_indivisible_global_batch_names_both_numbers_and_a_fix() -> None:
@@ -100,12 +106,13 @@ def test_invalid_arguments_are_rejected_with_the_argument_named(kwargs: dict, me
         InMemoryDataModule(**kwargs)
 
 
-def test_train_loader_yields_full_contract_batches_and_drops_the_last_partial_one() -> None:
+@pytest.mark.parametrize("view_path", ["per_image", "batched"])
+def test_train_loader_yields_full_contract_batches_and_drops_the_last_partial_one(view_path: str) -> None:
     torch.manual_seed(0)
-    datamodule = InMemoryDataModule(batch_size=4, train_count=10)
+    datamodule = InMemoryDataModule(batch_size=4, train_count=10, view_path=view_path)
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
-    assert loader.drop_last and not loader.persistent_workers
+    assert not loader.persistent_workers
     batches = list(loader)
     assert len(batches) == 2  # 10 images, batch 4: the last 2 are dropped
     seen_labels = []
@@ -146,13 +153,19 @@ def test_loader_before_setup_says_which_setup_is_missing() -> None:
 
 
 def test_transforms_follow_the_hyperparameters() -> None:
-    datamodule = InMemoryDataModule(batch_size=4, jitter_strength=0.5, min_crop_scale=0.3, blur=True)
+    settings = dict(batch_size=4, jitter_strength=0.5, min_crop_scale=0.3, blur=True)
+    datamodule = InMemoryDataModule(**settings, view_path="per_image")
     datamodule.setup("fit")
     view_steps = datamodule.train_dataset.view_transform.transforms
     assert next(s for s in view_steps if isinstance(s, v2.RandomResizedCrop)).scale == (0.3, 1.0)
     applied = [s.transforms[0] for s in view_steps if isinstance(s, v2.RandomApply)]
     assert applied[0].brightness == pytest.approx((0.6, 1.4))
     assert isinstance(applied[1], v2.GaussianBlur)
+    batched = InMemoryDataModule(**settings)  # the default path for images of one size
+    batched.setup("fit")
+    config = batched.train_dataset.augmenter.config
+    assert config.crop_scale == (0.3, 1.0) and config.blur
+    assert config.jitter_ranges[0] == pytest.approx((0.6, 1.4))
 
 
 @pytest.mark.parametrize("error", [OSError("no route to host"), RuntimeError("Dataset not found")])

@@ -37,7 +37,9 @@ def test_train_split_pretrains_and_test_split_evaluates(
 ) -> None:
     torch.manual_seed(0)
     written: WrittenDataset = request.getfixturevalue(fixture)
-    datamodule = module_class(str(written.root), batch_size=8, num_workers=0, pin_memory=False)
+    datamodule = module_class(
+        str(written.root), batch_size=8, num_workers=0, pin_memory=False, view_path="per_image"
+    )
     datamodule.prepare_data()  # files are present and intact: no download is attempted
     datamodule.setup("fit")
 

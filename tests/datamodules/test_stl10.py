@@ -24,7 +24,9 @@ def test_properties_need_no_files(tmp_path: Path) -> None:
 
 def test_pretraining_uses_train_and_unlabeled_with_minus_one_labels(stl10_root: WrittenDataset) -> None:
     torch.manual_seed(0)
-    datamodule = STL10DataModule(str(stl10_root.root), batch_size=4, num_workers=0, pin_memory=False)
+    datamodule = STL10DataModule(
+        str(stl10_root.root), batch_size=4, num_workers=0, pin_memory=False, view_path="per_image"
+    )
     datamodule.prepare_data()
     datamodule.setup("fit")
     train = datamodule.train_dataset
@@ -53,7 +55,7 @@ def test_eval_images_match_the_written_pixels_and_labels(stl10_root: WrittenData
 
 
 def test_unlabeled_pixels_are_read_in_order(stl10_root: WrittenDataset) -> None:
-    datamodule = STL10DataModule(str(stl10_root.root), batch_size=4, num_workers=0)
+    datamodule = STL10DataModule(str(stl10_root.root), batch_size=4, num_workers=0, view_path="per_image")
     datamodule.setup("fit")
     image, label = datamodule.train_dataset.images[6]  # the first unlabeled image, before any transform
     assert label == -1

@@ -1,4 +1,4 @@
-"""The GPU path of the datamodules: images decoded once, served as uint8 batches, augmented after transfer."""
+"""The batched view path: images decoded once, served whole batches at a time, views seeded per batch."""
 
 from __future__ import annotations
 
@@ -11,33 +11,43 @@ import torch
 from PIL import Image
 
 from datamodules import CIFAR10DataModule, ImageFolderDataModule, STL10DataModule
-from datamodules.uint8_cache import CachedImageBatches
+from datamodules.sampling import BatchKey, ResumableBatchSampler, view_seed
+from datamodules.transforms import SimCLRTrainingDataset
+from datamodules.uint8_cache import CachedImages
 from lightning_modules.simclr import SimCLR
 from tests.datamodules.fake_data import WrittenDataset
 
 
-def test_cifar_pixels_are_cached_once_and_served_in_shuffled_batches(cifar10_root: WrittenDataset) -> None:
-    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0, gpu_augment=True)
+def test_cifar_pixels_are_cached_once_and_served_as_shuffled_batches_of_views(
+    cifar10_root: WrittenDataset,
+) -> None:
+    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0)
     datamodule.setup("fit")
     cached = datamodule.train_dataset
-    assert isinstance(cached, CachedImageBatches)
+    assert isinstance(cached, CachedImages) and len(cached) == 20  # images, not batches
+    assert datamodule.view_path_used == "batched (all 20 training images are 32x32)"
     assert cached.images.dtype == torch.uint8 and cached.images.shape == (20, 3, 32, 32)
     np.testing.assert_array_equal(cached.images.permute(0, 2, 3, 1).numpy(), cifar10_root.train.images)
     np.testing.assert_array_equal(cached.labels.numpy(), cifar10_root.train.labels)
 
     loader = datamodule.train_dataloader()
-    first_epoch, second_epoch = list(loader), list(loader)
-    assert len(loader) == len(first_epoch) == 2  # 20 images, batch 8, the partial batch dropped
-    for batch in first_epoch:
-        assert batch["images"].shape == (8, 3, 32, 32) and batch["images"].dtype == torch.uint8
-        for image, label in zip(batch["images"], batch["label"], strict=True):
-            index = next(i for i in range(20) if torch.equal(cached.images[i], image))
-            assert label == cifar10_root.train.labels[index]
-    assert not torch.equal(first_epoch[0]["images"], second_epoch[0]["images"])  # reshuffled per epoch
+    sampler = loader.sampler
+    assert isinstance(sampler, ResumableBatchSampler) and len(loader) == 2  # 20 images, batch 8
+    first_epoch = list(sampler)
+    sampler.set_epoch(1)
+    second_epoch = list(sampler)
+    assert [key.batch for key in first_epoch] == [0, 1] and {key.epoch for key in second_epoch} == {1}
+    assert len(set(torch.cat([key.indices for key in first_epoch]).tolist())) == 16
+    assert not torch.equal(first_epoch[0].indices, second_epoch[0].indices)  # reshuffled per epoch
+    sampler.set_epoch(0)
+    batch = next(iter(loader))  # on a CPU run the loader makes the views
+    assert set(batch) == {"view1", "view2", "probe_view", "label"}
+    assert batch["view1"].shape == (8, 3, 32, 32) and batch["view1"].dtype == torch.float32
+    assert torch.equal(batch["label"], torch.as_tensor(cifar10_root.train.labels)[first_epoch[0].indices])
 
 
 def test_stl10_channel_first_pixels_are_cached_with_unlabeled_marks(stl10_root: WrittenDataset) -> None:
-    datamodule = STL10DataModule(str(stl10_root.root), batch_size=4, num_workers=0, gpu_augment=True)
+    datamodule = STL10DataModule(str(stl10_root.root), batch_size=4, num_workers=0)
     datamodule.setup("fit")
     cached = datamodule.train_dataset
     expected = np.concatenate([stl10_root.train.images, stl10_root.unlabeled.images])
@@ -45,14 +55,28 @@ def test_stl10_channel_first_pixels_are_cached_with_unlabeled_marks(stl10_root: 
     assert cached.labels.tolist() == stl10_root.train.labels.tolist() + [-1] * 10
 
 
+def test_per_image_path_and_the_deprecated_flag_still_choose(cifar10_root: WrittenDataset) -> None:
+    per_image = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0, view_path="per_image")
+    per_image.setup("fit")
+    assert isinstance(per_image.train_dataset, SimCLRTrainingDataset)
+    with pytest.warns(FutureWarning, match=r"gpu_augment is deprecated; use --data\.view_path per_image"):
+        alias = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0, gpu_augment=False)
+    assert alias.view_path == "per_image"
+    with pytest.raises(ValueError, match="contradicts"):
+        CIFAR10DataModule(str(cifar10_root.root), batch_size=8, gpu_augment=False, view_path="batched")
+
+
 def test_ranks_take_disjoint_shares_of_one_permutation() -> None:
     images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1).expand(40, 3, 2, 2).contiguous()
-    labels = torch.arange(40)
+    dataset = CachedImages(images, torch.arange(40), run_seed=7)
     seen = [
         torch.cat(
-            [batch["label"] for batch in CachedImageBatches(images, labels, 4, seed=7, rank=r, world_size=2)]
+            [
+                dataset[key]["label"]
+                for key in ResumableBatchSampler(dataset, 2, rank, 7, 4, torch.device("cpu"))
+            ]
         )
-        for r in range(2)
+        for rank in range(2)
     ]
     assert len(seen[0]) == len(seen[1]) == 20
     assert set(seen[0].tolist()).isdisjoint(seen[1].tolist())
@@ -60,17 +84,37 @@ def test_ranks_take_disjoint_shares_of_one_permutation() -> None:
         assert torch.equal(images[shard][:, 0, 0, 0].long(), shard)  # images stay paired with labels
 
 
-def test_after_transfer_the_batch_follows_the_training_contract(cifar10_root: WrittenDataset) -> None:
-    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0, gpu_augment=True)
+def test_views_made_after_transfer_equal_those_made_in_the_loader(cifar10_root: WrittenDataset) -> None:
+    """The accelerator branch (views after the transfer) and the CPU branch (views in the workers)
+    draw the same views for the same batch: both depend only on (run seed, rank, epoch, batch)."""
+    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0)
     datamodule.setup("fit")
-    raw = next(iter(datamodule.train_dataloader()))
-    batch = datamodule.on_after_batch_transfer(raw, 0)
-    assert set(batch) == {"view1", "view2", "probe_view", "label"}
-    for name in ("view1", "view2", "probe_view"):
-        assert batch[name].shape == (8, 3, 32, 32) and batch[name].dtype == torch.float32
-    assert torch.equal(batch["label"], raw["label"])
+    in_loader = datamodule.train_dataset
+    key = BatchKey(epoch=3, batch=1, indices=torch.tensor([5, 2, 7, 0, 19, 11, 4, 8]))
+    made_in_loader = in_loader[key]
+    raw = CachedImages(in_loader.images, in_loader.labels, in_loader.run_seed)[key]
+    assert set(raw) == {"images", "label", "view_seed"} and raw["images"].dtype == torch.uint8
+    assert raw["view_seed"] == view_seed(in_loader.run_seed, 0, 3, 1)
+    datamodule._augmenter = in_loader.augmenter
+    after_transfer = datamodule.on_after_batch_transfer(raw, 0)
+    for name in ("view1", "view2", "probe_view", "label"):
+        assert torch.equal(after_transfer[name], made_in_loader[name]), name
+    other = in_loader[BatchKey(epoch=3, batch=2, indices=key.indices)]
+    assert not torch.equal(other["view1"], made_in_loader["view1"])  # another batch, other parameters
     images, labels = torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.long)
     assert datamodule.on_after_batch_transfer((images, labels), 0) == (images, labels)  # evaluation batches
+
+
+def test_views_do_not_depend_on_the_number_of_workers(cifar10_root: WrittenDataset) -> None:
+    batches = {}
+    for workers in (0, 2):
+        datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=4, num_workers=workers)
+        datamodule.setup("fit")
+        batches[workers] = list(datamodule.train_dataloader())
+    assert len(batches[0]) == len(batches[2]) == 5
+    for alone, with_workers in zip(batches[0], batches[2], strict=True):
+        for name in ("view1", "view2", "probe_view", "label"):
+            assert torch.equal(alone[name], with_workers[name]), name
 
 
 def write_folder(root: Path, sizes: list[tuple[int, int]]) -> None:
@@ -84,34 +128,37 @@ def write_folder(root: Path, sizes: list[tuple[int, int]]) -> None:
                 Image.fromarray(pixels).save(folder / f"{i}.png")
 
 
-def test_image_folders_of_one_size_are_decoded_into_the_cache(tmp_path: Path) -> None:
+def test_image_folders_of_one_size_take_the_batched_path(tmp_path: Path) -> None:
     write_folder(tmp_path, [(20, 16)] * 3)
-    datamodule = ImageFolderDataModule(
-        str(tmp_path), batch_size=2, num_workers=0, image_size=16, gpu_augment=True
-    )
+    datamodule = ImageFolderDataModule(str(tmp_path), batch_size=2, num_workers=0, image_size=16)
     datamodule.setup("fit")
     cached = datamodule.train_dataset
+    assert datamodule.view_path_used == "batched (all 6 training images are 20x16)"
     assert cached.images.shape == (6, 3, 16, 20)
     expected = np.asarray(Image.open(tmp_path / "train" / "dog" / "1.png"))
     np.testing.assert_array_equal(cached.images[4].permute(1, 2, 0).numpy(), expected)
     assert cached.labels.tolist() == [0, 0, 0, 1, 1, 1]
 
 
-def test_image_folders_of_mixed_sizes_are_refused_with_the_way_out(tmp_path: Path) -> None:
-    write_folder(tmp_path, [(20, 16), (24, 24)])
-    datamodule = ImageFolderDataModule(
-        str(tmp_path), batch_size=2, num_workers=0, image_size=16, gpu_augment=True
+def test_image_folders_of_mixed_sizes_take_the_per_image_path_or_are_refused(tmp_path: Path) -> None:
+    write_folder(tmp_path, [(20, 16), (20, 16), (24, 24)])
+    auto = ImageFolderDataModule(str(tmp_path), batch_size=2, num_workers=0, image_size=16)
+    auto.setup("fit")
+    assert isinstance(auto.train_dataset, SimCLRTrainingDataset)
+    assert auto.view_path_used == "per_image (training images differ in size, e.g. 20x16 and 24x24)"
+    forced = ImageFolderDataModule(
+        str(tmp_path), batch_size=2, num_workers=0, image_size=16, view_path="batched"
     )
-    with pytest.raises(ValueError, match=r"one size.*--data\.gpu_augment false") as raised:
-        datamodule.setup("fit")
-    assert str(tmp_path) in str(raised.value)
+    with pytest.raises(ValueError, match=r"20x16 and 24x24 .*--data\.view_path auto") as raised:
+        forced.setup("fit")
+    assert str(tmp_path) in str(raised.value) and "\n" not in str(raised.value)
 
 
-def test_lightning_trains_on_the_views_made_after_transfer(
+def test_lightning_trains_on_the_batched_views_by_default(
     cifar10_root: WrittenDataset, tmp_path: Path
 ) -> None:
     torch.manual_seed(0)
-    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0, gpu_augment=True)
+    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0)
     model = SimCLR(backbone="tiny_resnet", image_size=32, temperature=0.5, batch_size=8, warmup_epochs=0.0)
     received: list[dict[str, torch.Tensor]] = []
 
@@ -125,8 +172,22 @@ def test_lightning_trains_on_the_views_made_after_transfer(
         callbacks=[RecordBatch()],
     )  # fmt: skip
     trainer.fit(model, datamodule=datamodule)
+    assert isinstance(datamodule.train_dataset, CachedImages)
     assert len(received) == 2
     assert all(
         batch["view1"].dtype == torch.float32 and batch["view1"].shape == (8, 3, 32, 32) for batch in received
     )
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
+
+
+def test_auto_keeps_the_per_image_path_for_large_downscaling(tmp_path: Path) -> None:
+    write_folder(tmp_path, [(40, 40)] * 2)
+    auto = ImageFolderDataModule(str(tmp_path), batch_size=2, num_workers=0, image_size=16)
+    auto.setup("fit")
+    assert isinstance(auto.train_dataset, SimCLRTrainingDataset)
+    assert auto.view_path_used.startswith("per_image (40x40 training images for 16 px views")
+    forced = ImageFolderDataModule(
+        str(tmp_path), batch_size=2, num_workers=0, image_size=16, view_path="batched"
+    )
+    forced.setup("fit")
+    assert isinstance(forced.train_dataset, CachedImages)
