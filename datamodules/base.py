@@ -18,15 +18,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.gpu_augment import AugmentConfig, BatchViewAugmenter
+from datamodules.pil_views import PilProbeView, PilSimCLRView, SimCLRTrainingDataset
 from datamodules.sampling import ResumableSampler
-from datamodules.transforms import (
-    ImageTransform,
-    SimCLRTrainingDataset,
-    Triple,
-    eval_transform,
-    probe_transform,
-    simclr_view_transform,
-)
+from datamodules.transforms import ImageTransform, Triple, eval_transform
 from datamodules.uint8_cache import CachedImageBatches, decode_to_uint8, place_images
 
 EvalSplit = Literal["val", "test"]
@@ -208,9 +202,10 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
     def _build_train_dataset(self) -> SimCLRTrainingDataset:
         images = self._pretrain_images()
         self._check_enough_images(len(images))  # type: ignore[arg-type]
-        views = simclr_view_transform(**self._view_settings())
-        probe = probe_transform(self.image_size, self.mean, self.std, self.native_image_size)
-        return SimCLRTrainingDataset(images, views, probe)
+        view = PilSimCLRView(AugmentConfig.simclr(**self._view_settings()))
+        # The rank seeds the views: every rank starts from the same seed (see ProcessGenerator).
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        return SimCLRTrainingDataset(images, view, PilProbeView(self.image_size), rank)
 
     def _build_cached_images(self) -> CachedImageBatches:
         """The GPU path: pixels decoded once and placed on the device (or pinned), views made per batch."""
@@ -309,4 +304,6 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             # Pinned memory only speeds up host-to-GPU copies; torch warns when there is no GPU.
             pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
             persistent_workers=workers > 0,
+            # The training views arrive as uint8 and are normalised a batch at a time.
+            collate_fn=dataset.collate if isinstance(dataset, SimCLRTrainingDataset) else None,
         )
