@@ -6,7 +6,7 @@
 
 Pipelines (the same images, the same model, the same optimiser):
   gpu         uint8 images on the device, views made by datamodules.gpu_augment after "transfer"
-  cpu_loader  our CPU path: torchvision v2 tensor transforms in DataLoader workers (plus the probe view)
+  cpu_loader  our per-image path: datamodules.pil_views in DataLoader workers (plus the probe view)
   peers       what most SimCLR ports do: torchvision.transforms (v1) on PIL images in DataLoader workers
   kornia      kornia.augmentation on the device, only when kornia is installed (not a dependency)
 
@@ -44,12 +44,8 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler  # noqa: E402
 from torchvision import transforms as v1  # noqa: E402
 
 from datamodules.gpu_augment import AugmentConfig, BatchViewAugmenter  # noqa: E402
-from datamodules.transforms import (  # noqa: E402
-    SimCLRTrainingDataset,
-    blur_kernel_size,
-    probe_transform,
-    simclr_view_transform,
-)
+from datamodules.pil_views import PilProbeView, PilSimCLRView, SimCLRTrainingDataset  # noqa: E402
+from datamodules.transforms import blur_kernel_size  # noqa: E402
 from lightning_modules.optim import build_optimizer  # noqa: E402
 from lightning_modules.simclr import SimCLR  # noqa: E402
 
@@ -157,12 +153,14 @@ def peers_transform(config: BenchConfig) -> v1.Compose:
 
 
 # ----- batch sources: each yields training batches (view1, view2 on the device) forever ----------------
-def endless_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device) -> Iterator[dict]:
+def endless_loader(
+    dataset: Dataset, batch_size: int, workers: int, device: torch.device, collate: Callable | None = None
+) -> Iterator[dict]:
     sampler = RandomSampler(dataset, replacement=True, num_samples=10**9)
     loader = DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
         pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-        prefetch_factor=4 if workers > 0 else None,
+        prefetch_factor=4 if workers > 0 else None, collate_fn=collate,
     )  # fmt: skip
     for batch in loader:
         yield {key: value.to(device, non_blocking=True) for key, value in batch.items()}
@@ -216,11 +214,12 @@ def batch_source(
         return kornia_batches(images, config, device)
     pil = PILImages(pixels)
     if pipeline == "cpu_loader":
-        views = simclr_view_transform(
+        settings = AugmentConfig.simclr(
             config.image_size, CIFAR_MEAN, CIFAR_STD, config.jitter_strength, blur=config.blur
         )
-        probe = probe_transform(config.image_size, CIFAR_MEAN, CIFAR_STD, native_size=pixels.shape[1])
-        return endless_loader(SimCLRTrainingDataset(pil, views, probe), config.batch_size, workers, device)
+        view = PilSimCLRView(settings)
+        dataset = SimCLRTrainingDataset(pil, view, PilProbeView(config.image_size))
+        return endless_loader(dataset, config.batch_size, workers, device, dataset.collate)
     return endless_loader(TwoViews(pil, peers_transform(config)), config.batch_size, workers, device)
 
 
