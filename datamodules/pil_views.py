@@ -3,16 +3,16 @@
 Measured per core (bench/per_image_ab.py, real CIFAR-10 JPEGs), Pillow's uint8 operations beat both
 torchvision's v2 ops on uint8 tensors and the batched float ops of `gpu_augment` on the CPU, and
 torchvision's own v1 pipeline on PIL loses most of its time to per-call overhead. So each view is a
-handful of Pillow calls on uint8 pixels: crop and resize in one `Image.resize(box=...)`, brightness,
-contrast and saturation as one colour-matrix `convert` each, hue as an HSV round trip with a modular
-shift of the H channel. Only the Gaussian blur (a per-sample 1-D kernel Pillow does not offer) runs in
-torch, and normalisation is one pass over the whole batch in the collate function.
+handful of Pillow calls on uint8 pixels: a crop and a resize, brightness and contrast as one blend
+each, saturation as one colour-matrix `convert`, hue as an HSV round trip with a modular shift of H.
+Only the Gaussian blur (a per-sample 1-D kernel Pillow does not offer) runs in torch, and
+normalisation is one pass over the whole batch in the collate function.
 
 Every parameter is drawn with the distribution of torchvision's SimCLR pipeline (RandomResizedCrop's
 rejection sampling, RandomHorizontalFlip, RandomApply(ColorJitter) with a random order of the four
 operations, RandomGrayscale, RandomApply(GaussianBlur), RandomSolarize), from the same `AugmentConfig`
-the batched path uses. Pixel results follow torchvision's PIL functions to within one grey level (the
-colour matrices use the exact luma weights instead of Pillow's rounded grey image).
+the batched path uses. Pixel results equal torchvision's PIL functions, except saturation (within one
+grey level: one colour-matrix pass with the exact luma weights instead of Pillow's rounded grey image).
 
 The draws come from one numpy generator per process, seeded from torch's seed of that process (which
 torch, and Lightning's `seed_everything(workers=True)`, make distinct per DataLoader worker) and the
@@ -90,31 +90,35 @@ class ViewDraw:
     solarize: bool
 
 
-def _colour_matrix(factor: float, offset: float, luma_share: float) -> tuple[float, ...]:
-    """Pillow's RGB->RGB matrix for out_c = factor * x_c + luma_share * luma(x) + offset, clipped.
+def _saturation_matrix(factor: float) -> tuple[float, ...]:
+    """Pillow's RGB->RGB matrix for out_c = factor * x_c + (1 - factor) * luma(x), clipped.
 
-    Pillow rounds the result (it adds 0.5 before truncating); torchvision's PIL functions blend with
-    truncation, so the offset takes 0.5 off to truncate as they do.
+    One pass instead of Pillow's grey image and blend (what torchvision's PIL function does). Pillow
+    rounds a matrix result (adds 0.5, truncates) where blend truncates: the -0.5 offset truncates too.
     """
     rows: list[float] = []
     for channel in range(3):
-        row = [luma_share * weight for weight in LUMA_WEIGHTS]
+        row = [(1.0 - factor) * weight for weight in LUMA_WEIGHTS]
         row[channel] += factor
-        rows += [*row, offset - 0.5]
+        rows += [*row, -0.5]
     return tuple(rows)
 
 
 def _apply_jitter(image: Image.Image, operation: int, factor: float) -> Image.Image:
-    """torchvision's adjust_brightness/contrast/saturation/hue on a PIL image, each one Pillow pass or few."""
+    """torchvision's adjust_brightness/contrast/saturation/hue on a PIL image, with fewer Pillow passes.
+
+    Brightness and contrast are the blends torchvision's PIL functions make (identical results);
+    saturation is one matrix pass (within one grey level: exact luma instead of Pillow's rounded grey).
+    """
     if operation == BRIGHTNESS:
-        return image.convert("RGB", _colour_matrix(factor, 0.0, 0.0))
+        return Image.blend(Image.new("RGB", image.size), image, factor)
     if operation == CONTRAST:
         # The mean of the grey image, rounded, as torchvision's PIL contrast (via ImageStat) uses it.
         grey = image.convert("L")
         mean = grey.reduce(grey.size).getpixel((0, 0))
-        return image.convert("RGB", _colour_matrix(factor, (1.0 - factor) * float(mean), 0.0))  # type: ignore[arg-type]
+        return Image.blend(Image.new("RGB", image.size, (mean,) * 3), image, factor)  # type: ignore[arg-type]
     if operation == SATURATION:
-        return image.convert("RGB", _colour_matrix(factor, 0.0, 1.0 - factor))
+        return image.convert("RGB", _saturation_matrix(factor))
     # Hue: a shift of H by int(factor * 255) modulo 256, exactly torchvision's PIL adjust_hue.
     hsv = image.convert("HSV")
     shift = Image.new("HSV", hsv.size, (int(factor * 255) % 256, 0, 0))

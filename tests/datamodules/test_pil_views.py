@@ -157,7 +157,7 @@ def test_blur_is_drawn_only_where_the_config_blurs() -> None:
     ("operation", "reference", "tolerance"),
     [
         (BRIGHTNESS, F1.adjust_brightness, 0),
-        (CONTRAST, F1.adjust_contrast, 1),  # same formula, float rounding of a different evaluation order
+        (CONTRAST, F1.adjust_contrast, 0),
         (SATURATION, F1.adjust_saturation, 1),  # exact luma here, Pillow's rounded grey image there
         (HUE, F1.adjust_hue, 0),
     ],
@@ -189,7 +189,8 @@ def test_a_view_is_torchvisions_crop_flip_jitter_in_order_grayscale_blur_and_sol
     expected = F1.adjust_saturation(expected, 1.3)
     expected = F1.solarize(F1.gaussian_blur(expected, [5, 5], [1.3, 1.3]), 128)
     ours = PilSimCLRView(config).render(image, draw).numpy().astype(int)
-    assert np.abs(ours - np.asarray(expected).astype(int)).max() <= 2  # +-1 per contrast/saturation step
+    # Saturation (last here) uses the exact luma, Pillow a rounded grey image: one grey level apart at most.
+    assert np.abs(ours - np.asarray(expected).astype(int)).max() <= 1
 
     grey = PilSimCLRView(config).render(
         image, replace(draw, jitter=(), grayscale=True, blur_sigma=None, solarize=False)
