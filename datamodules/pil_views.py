@@ -1,15 +1,15 @@
 """SimCLR views made one image at a time with PIL: the path for training images whose sizes vary.
 
 Measured per core (bench/per_image_ab.py: 2,000 real CIFAR-10 JPEGs decoded once, one thread, 9
-interleaved rounds on the 2-core project machine at load average 8-13), this path makes 4.2x the views/s
-of the usual torchvision v1 pipeline on PIL at 32 px and 2.0x at 96 px with blur (every round above
-1.6x); torchvision v2 on uint8 tensors, the former default here, made 0.41x and 0.85x. Pillow's uint8
-operations beat torch's on single small images (v1 loses its time to per-call overhead, v2 to its
-tensor colour ops, the hue step above all). So each view is a handful of Pillow calls on uint8
-pixels: a crop and a resize, brightness and contrast as one blend each, saturation as one
-colour-matrix `convert`, hue as an HSV round trip with a modular shift of H. Only the Gaussian blur
-(a per-sample kernel Pillow does not offer) runs in torch, and normalisation is one pass over the
-whole batch in the collate function.
+interleaved rounds on the 2-core project machine), this path makes 3.0x the views/s of the usual
+torchvision v1 pipeline on PIL at 32 px (every round >= 2.3x) and 1.9x at 96 px with blur (>= 1.4x),
+at load average 1.2-6.6; torchvision v2 on uint8 tensors, the former default here, made 0.53x and
+0.85x. Pillow's uint8 operations beat torch's on single small images (v1 loses its time to per-call
+overhead, v2 to its tensor colour ops, the hue step above all). So each view is a handful of Pillow
+calls on uint8 pixels: a crop and a resize, brightness and contrast as one blend each, saturation as
+one colour-matrix `convert`, hue as an HSV round trip with a modular shift of H. Only the Gaussian
+blur (a per-sample kernel Pillow does not offer) runs in torch, and normalisation is one pass over
+the whole batch in the collate function.
 
 Every parameter is drawn with the distribution of torchvision's SimCLR pipeline (RandomResizedCrop's
 rejection sampling, RandomHorizontalFlip, RandomApply(ColorJitter) with a random order of the four
@@ -45,12 +45,14 @@ SOLARIZE_THRESHOLD = 128
 VIEW_KEYS = ("view1", "view2", "probe_view")
 
 Box = tuple[int, int, int, int]  # (left, top, right, bottom) in source pixels, PIL's crop-box order
+# Uniforms one crop consumes: an area and an aspect ratio per attempt, then the top and left position.
+CROP_UNIFORMS = 2 * CROP_ATTEMPTS + 2
 
 
 def sample_crop(
     uniforms: list[float], width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float]
 ) -> Box:
-    """RandomResizedCrop.get_params from 2 * CROP_ATTEMPTS + 2 uniforms in [0, 1).
+    """RandomResizedCrop.get_params from CROP_UNIFORMS uniforms in [0, 1).
 
     The same rejection sampling as torchvision: area fraction uniform in `scale`, log aspect ratio
     uniform in log(`ratio`), sides rounded, CROP_ATTEMPTS tries, then the largest central crop whose
@@ -76,9 +78,6 @@ def sample_crop(
         crop_w, crop_h = width, height
     left, top = (width - crop_w) // 2, (height - crop_h) // 2
     return left, top, left + crop_w, top + crop_h
-
-
-CROP_UNIFORMS = 2 * CROP_ATTEMPTS + 2
 
 
 @dataclass(frozen=True)
@@ -131,8 +130,8 @@ def _apply_jitter(image: Image.Image, operation: int, factor: float) -> Image.Im
 def _gaussian_blur(pixels: Tensor, sigma: float, kernel_size: int) -> Tensor:
     """torchvision's GaussianBlur on uint8 [H, W, 3]: separable kernel, reflect padding, rounded back.
 
-    Nine shifted multiply-adds per direction on one image stay in cache; measured faster than a
-    grouped convolution per image or over the batch.
+    kernel_size shifted multiply-adds per direction on one image stay in cache: measured faster than
+    a grouped convolution per image or over the batch, and than scipy's correlate1d.
     """
     pad = kernel_size // 2
     offsets = torch.arange(kernel_size, dtype=torch.float32) - pad
