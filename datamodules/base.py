@@ -34,15 +34,9 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.gpu_augment import AugmentConfig, BatchViewAugmenter
+from datamodules.pil_views import PilProbeView, PilSimCLRView, SimCLRTrainingDataset
 from datamodules.sampling import ResumableBatchSampler, ResumableSampler
-from datamodules.transforms import (
-    ImageTransform,
-    SimCLRTrainingDataset,
-    Triple,
-    eval_transform,
-    probe_transform,
-    simclr_view_transform,
-)
+from datamodules.transforms import ImageTransform, Triple, eval_transform
 from datamodules.uint8_cache import CachedImages, decode_to_uint8, place_images
 from reliability.worker_signals import ignore_sigterm
 
@@ -296,9 +290,10 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
     def _build_train_dataset(self) -> SimCLRTrainingDataset:
         images = self._pretrain_images()
         self._check_enough_images(len(images))  # type: ignore[arg-type]
-        views = simclr_view_transform(**self._view_settings())
-        probe = probe_transform(self.image_size, self.mean, self.std, self.native_image_size)
-        return SimCLRTrainingDataset(images, views, probe)
+        view = PilSimCLRView(AugmentConfig.simclr(**self._view_settings()))
+        # The rank seeds the views: every rank starts from the same seed (see ProcessGenerator).
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        return SimCLRTrainingDataset(images, view, PilProbeView(self.image_size), rank)
 
     def _build_cached_images(self, training_images: Dataset) -> CachedImages:
         """The batched path: pixels decoded once, kept on the device (or pinned), or in host memory on CPU."""
@@ -416,6 +411,8 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
             persistent_workers=workers > 0,
             worker_init_fn=ignore_sigterm,  # the main process saves on SIGTERM to the group
+            # The training views arrive as uint8 and are normalised a batch at a time.
+            collate_fn=dataset.collate if isinstance(dataset, SimCLRTrainingDataset) else None,
         )
 
 

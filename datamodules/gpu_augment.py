@@ -70,7 +70,7 @@ class AugmentConfig:
         blur: bool | None = None,
         solarize_p: float = 0.0,
     ) -> AugmentConfig:
-        """The same settings, with the same blur rule, as `transforms.simclr_view_transform`."""
+        """The same settings, with the same blur rule, as the per-image views (`pil_views.PilSimCLRView`)."""
         return cls(
             image_size=image_size,
             mean=(float(mean[0]), float(mean[1]), float(mean[2])),

@@ -1,7 +1,8 @@
-"""Image transforms for SimCLR pretraining, the online linear probe and evaluation.
+"""The evaluation and weak (probe) transforms, and the view settings both SimCLR view paths share.
 
-Every pipeline converts to a uint8 tensor first so the geometric and colour ops run on tensors (faster
-than PIL and identical across backends) and only the final step produces the normalised float tensor.
+The SimCLR training views themselves live in `pil_views` (one image at a time, PIL) and `gpu_augment`
+(a batch at a time, tensors). The transforms here convert to a uint8 tensor first and only the last
+step makes the normalised float tensor.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 # Resizing to size / 0.875 before the centre crop is the standard ImageNet evaluation protocol.
@@ -41,35 +41,6 @@ def blur_kernel_size(image_size: int) -> int:
 def uses_blur(image_size: int, blur: bool | None) -> bool:
     """blur=None follows the paper: blur only from BLUR_MIN_IMAGE_SIZE px; True/False force it."""
     return image_size >= BLUR_MIN_IMAGE_SIZE if blur is None else blur
-
-
-def simclr_view_transform(
-    image_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    jitter_strength: float = 1.0,
-    min_crop_scale: float = 0.08,
-    blur: bool | None = None,
-    solarize_p: float = 0.0,
-) -> v2.Compose:
-    """The SimCLR augmentation (Chen et al. 2020, App. A): crop + flip + colour distortion (+ blur).
-
-    `solarize_p` > 0 adds BYOL's solarisation (threshold 128 of 255), off in SimCLR.
-    """
-    use_blur = uses_blur(image_size, blur)
-    s = jitter_strength
-    steps: list[v2.Transform] = [
-        v2.ToImage(),
-        v2.RandomResizedCrop(image_size, scale=(min_crop_scale, 1.0), antialias=True),
-        v2.RandomHorizontalFlip(p=0.5),
-        v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
-        v2.RandomGrayscale(p=0.2),
-    ]
-    if use_blur:
-        steps.append(v2.RandomApply([v2.GaussianBlur(blur_kernel_size(image_size), sigma=(0.1, 2.0))], p=0.5))
-    if solarize_p > 0:
-        steps.append(v2.RandomSolarize(threshold=128, p=solarize_p))
-    return v2.Compose(steps + _to_normalised_float(mean, std))
 
 
 def _fit_to_square(image_size: int, native_size: int | None) -> list[v2.Transform]:
@@ -114,26 +85,3 @@ def eval_transform(
     else:
         geometry = []
     return v2.Compose([v2.ToImage(), *geometry, *_to_normalised_float(mean, std)])
-
-
-class SimCLRTrainingDataset(Dataset):
-    """Turns a (PIL image, label) dataset into the training-batch contract of the SimCLR module."""
-
-    def __init__(self, images: Dataset, view_transform: ImageTransform, probe_view_transform: ImageTransform):
-        self.images = images
-        self.view_transform = view_transform
-        self.probe_view_transform = probe_view_transform
-
-    def __len__(self) -> int:
-        return len(self.images)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        image, label = self.images[index]
-        # Decode once; the ToImage step at the start of each pipeline passes tensors through untouched.
-        image = v2.functional.to_image(image)
-        return {
-            "view1": self.view_transform(image),
-            "view2": self.view_transform(image),
-            "probe_view": self.probe_view_transform(image),
-            "label": int(label),
-        }

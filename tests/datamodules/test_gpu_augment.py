@@ -27,12 +27,36 @@ from datamodules.gpu_augment import (
     sample_resized_crops,
     sample_view_params,
 )
-from datamodules.transforms import simclr_view_transform
+from datamodules.transforms import blur_kernel_size, uses_blur
 from tests.datamodules.fake_data import unnormalise
 from tests.op_counts import count_aten_ops
 
 Z = 4.5
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+def simclr_view_transform(
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    jitter_strength: float = 1.0,
+    min_crop_scale: float = 0.08,
+    blur: bool | None = None,
+    solarize_p: float = 0.0,
+) -> v2.Compose:
+    """torchvision's SimCLR pipeline with the project's settings: the reference the batched views follow."""
+    s = jitter_strength
+    steps: list[v2.Transform] = [
+        v2.RandomResizedCrop(image_size, scale=(min_crop_scale, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(p=0.5),
+        v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
+        v2.RandomGrayscale(p=0.2),
+    ]
+    if uses_blur(image_size, blur):
+        steps.append(v2.RandomApply([v2.GaussianBlur(blur_kernel_size(image_size), sigma=(0.1, 2.0))], p=0.5))
+    if solarize_p > 0:
+        steps.append(v2.RandomSolarize(threshold=128, p=solarize_p))
+    return v2.Compose([*steps, v2.Normalize(mean=list(mean), std=list(std))])
 
 
 def assert_same_mean(a: np.ndarray, b: np.ndarray, what: str) -> None:

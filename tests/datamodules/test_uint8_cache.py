@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from datamodules import CIFAR10DataModule, ImageFolderDataModule, STL10DataModule
+from datamodules.pil_views import SimCLRTrainingDataset
 from datamodules.sampling import BatchKey, ResumableBatchSampler, view_seed
-from datamodules.transforms import SimCLRTrainingDataset
 from datamodules.uint8_cache import CachedImages
 from lightning_modules.simclr import SimCLR
 from tests.datamodules.fake_data import WrittenDataset
