@@ -103,6 +103,10 @@ class SimCLRCLI(LightningCLI):
         parser.add_lightning_class_args(KNNMonitor, "knn_monitor")
         parser.add_lightning_class_args(TrainingCurves, "curves")
         parser.add_lightning_class_args(ViewPairsGrid, "view_pairs")
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True,
+            help="after fit, test the final weights once (test/probe_top1, test/knn_top1)",
+        )  # fmt: skip
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -143,6 +147,14 @@ class SimCLRCLI(LightningCLI):
                 section.dirpath = str(Path(run_dir) / "checkpoints")
 
     def before_fit(self) -> None:
+        # What the datamodule worked out itself (an image folder's native size and pixel statistics) goes
+        # into the config.yaml saved at the start of fit, so a rerun or evaluate.py need not re-estimate.
+        resolved = getattr(self.datamodule, "resolved_arguments", None)
+        if callable(resolved):
+            init_args = self.config[self.subcommand].data.init_args
+            for name, value in resolved().items():
+                if init_args.get(name) is None:
+                    init_args[name] = value
         # Checked here, before DDP starts one process per device, rather than in each of them.
         global_batch, world_size = self.datamodule.batch_size, self.trainer.world_size
         if global_batch % world_size != 0:
@@ -151,6 +163,14 @@ class SimCLRCLI(LightningCLI):
                 f"--data.batch_size {global_batch} (the global batch) is not divisible by the {world_size} "
                 f"devices x nodes; use a multiple of {world_size}, e.g. {smaller} or {smaller + world_size}."
             )
+
+    def after_fit(self) -> None:
+        """The test split, evaluated once with the final weights after val/* has done the selecting.
+
+        A run stopped by SIGTERM or a non-finite loss never gets here; an interrupted one is skipped.
+        """
+        if self.config[self.subcommand].get("test_after_fit", True) and not self.trainer.interrupted:
+            self.trainer.test(self.model, datamodule=self.datamodule)
 
     def _instantiate_trainer(self, config: dict, callbacks: list[Callback]) -> Trainer:
         """Adds what every run needs, whatever callbacks and plugins a config file lists."""

@@ -13,11 +13,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.gpu_augment import AugmentConfig, BatchViewAugmenter
+from datamodules.holdout import (
+    HeldOutLabelsHidden,
+    HeldOutSplit,
+    dataset_labels,
+    holdout_count,
+    stratified_holdout,
+    warn_validating_on_test,
+)
 from datamodules.sampling import ResumableSampler
 from datamodules.transforms import (
     ImageTransform,
@@ -61,6 +70,8 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
 
     # Side of every image of a fixed-size dataset; None when the dataset's images vary in size.
     native_image_size: int | None = None
+    # Held out of the labelled training split where there is no validation split (datamodules/holdout.py).
+    default_val_holdout: float = 0.1
 
     def __init__(
         self,
@@ -76,6 +87,8 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         gpu_augment: bool = False,
         solarize_p: float = 0.0,
         compile_augment: bool = False,
+        val_holdout: float | None = None,
+        val_holdout_seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -114,6 +127,11 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         self.test_dataset: Dataset | None = None
         # (epoch, batches already trained in it) from a checkpoint; the next training loader starts there.
         self._resume_position: tuple[int, int] | None = None
+        # Plain attributes: subclasses with their own __init__ pass them on.
+        self.val_holdout = self.default_val_holdout if val_holdout is None else val_holdout
+        self.val_holdout_seed = val_holdout_seed
+        self._training_split: Dataset | None = None
+        self._held_out: np.ndarray | None = None
 
     # ----- what subclasses provide -------------------------------------------------------------------
     @property
@@ -140,13 +158,36 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
     def _download(self) -> None:
         """Fetches the data once on rank 0; datasets that cannot be downloaded keep this no-op."""
 
-    def train_images(self) -> Dataset:
+    def has_validation_split(self) -> bool:
+        """False where the dataset ships only train and test; a slice of train then validates."""
+        return False
+
+    def train_images(self, include_held_out: bool = False) -> Dataset:
         """(PIL image, label) pairs of the training split, label -1 when unlabeled.
 
-        Public for the evaluation protocols (linear, kNN, fine-tuning, the kNN monitor), which read
-        the training images with their own transforms instead of the SimCLR views.
+        The held-out validation images carry -1 too, so neither the online probe nor the kNN bank learns
+        from them; `include_held_out` restores their labels for protocols that report on the test split
+        and select nothing (evaluate.py's linear, kNN and fine-tuning, as the published protocols do).
+        Public for the evaluation protocols, which read the training images with their own transforms.
         """
-        return self._pretrain_images()
+        if self._training_split is None:
+            self._training_split = self._pretrain_images()
+        held_out = self.held_out_indices()
+        if include_held_out or held_out is None:
+            return self._training_split
+        return HeldOutLabelsHidden(self._training_split, held_out)
+
+    def held_out_indices(self) -> np.ndarray | None:
+        """Sorted indices into the training split of the validation slice; None when there is none."""
+        if self.has_validation_split() or self.val_holdout == 0:
+            return None
+        if self._held_out is None:
+            if self._training_split is None:
+                self._training_split = self._pretrain_images()
+            labels = dataset_labels(self._training_split)
+            count = holdout_count(self.val_holdout, int((labels >= 0).sum()))
+            self._held_out = stratified_holdout(labels, count, self.val_holdout_seed)
+        return self._held_out
 
     # ----- derived properties ------------------------------------------------------------------------
     @property
@@ -180,9 +221,17 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             build = self._build_cached_images if self.gpu_augment else self._build_train_dataset
             self.train_dataset = build()
         if stage in (None, "fit", "validate") and self.val_dataset is None:
-            self.val_dataset = self._eval_images("val", evaluation)
+            self.val_dataset = self._validation_images(evaluation)
         if stage in (None, "test") and self.test_dataset is None:
             self.test_dataset = self._eval_images("test", evaluation)
+
+    def _validation_images(self, transform: ImageTransform) -> Dataset:
+        held_out = self.held_out_indices()
+        if held_out is not None:
+            return HeldOutSplit(self.train_images(include_held_out=True), held_out, transform)
+        if not self.has_validation_split():
+            warn_validating_on_test(type(self).__name__)
+        return self._eval_images("val", transform)
 
     def _check_enough_images(self, count: int) -> None:
         if count < self.batch_size:
@@ -206,7 +255,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         )
 
     def _build_train_dataset(self) -> SimCLRTrainingDataset:
-        images = self._pretrain_images()
+        images = self.train_images()
         self._check_enough_images(len(images))  # type: ignore[arg-type]
         views = simclr_view_transform(**self._view_settings())
         probe = probe_transform(self.image_size, self.mean, self.std, self.native_image_size)
@@ -214,7 +263,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
 
     def _build_cached_images(self) -> CachedImageBatches:
         """The GPU path: pixels decoded once and placed on the device (or pinned), views made per batch."""
-        images, labels = decode_to_uint8(self._pretrain_images(), self.hparams.num_workers, self.root)
+        images, labels = decode_to_uint8(self.train_images(), self.hparams.num_workers, self.root)
         self._check_enough_images(len(images))
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         images, labels = place_images(images, labels, device)

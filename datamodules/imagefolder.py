@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -14,11 +13,10 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from datamodules.base import EvalSplit, SimCLRDataModule
+from datamodules.folder_stats import estimate_mean_std, folder_native_size, image_files
 from datamodules.transforms import ImageTransform, Triple
 from reliability.errors import UserError
 
-IMAGENET_MEAN: Triple = (0.485, 0.456, 0.406)
-IMAGENET_STD: Triple = (0.229, 0.224, 0.225)
 EXPECTED_LAYOUT = (
     "Expected layout: <root>/train/<class_name>/<image files> and <root>/val/<class_name>/... "
     "(or <root>/test/...), with the same class folders in every split."
@@ -111,7 +109,10 @@ def scan_layout(root: Path) -> FolderLayout:
 class ImageFolderDataModule(SimCLRDataModule):
     """Images of any size and mode; the test split is root/test when it exists, else root/val.
 
-    mean/std default to ImageNet's; pass your dataset's statistics when it looks very different.
+    When every image is one square size, that is the native size: image_size defaults to it (and with it
+    the stem), and evaluation keeps every pixel. Otherwise image_size must be given. mean/std, when not
+    given, are estimated from a seeded sample of the training images (train.py saves them in config.yaml).
+    Without root/val, a stratified slice of root/train validates (val_holdout, default 10%).
     """
 
     def __init__(
@@ -119,17 +120,23 @@ class ImageFolderDataModule(SimCLRDataModule):
         root: str,
         batch_size: int,
         num_workers: int = 8,
-        image_size: int = 224,
+        image_size: int | None = None,
         jitter_strength: float = 1.0,
         min_crop_scale: float = 0.08,
         blur: bool | None = None,
         pin_memory: bool = True,
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
         gpu_augment: bool = False,
         solarize_p: float = 0.0,
         compile_augment: bool = False,
+        val_holdout: float | None = None,
+        val_holdout_seed: int = 0,
     ) -> None:
+        layout = scan_layout(Path(root))
+        self.native_image_size = folder_native_size(
+            list(dict.fromkeys([layout.train_dir, layout.val_dir, layout.test_dir])), image_size
+        )
         # Nothing to download: the images are the user's own.
         super().__init__(
             root,
@@ -144,15 +151,17 @@ class ImageFolderDataModule(SimCLRDataModule):
             gpu_augment=gpu_augment,
             solarize_p=solarize_p,
             compile_augment=compile_augment,
+            val_holdout=val_holdout,
+            val_holdout_seed=val_holdout_seed,
         )
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        self.layout = layout
+        if (mean is None) != (std is None):
+            raise ValueError("--data.mean and --data.std go together: give both, or neither (estimated).")
+        if mean is not None and (len(mean) != 3 or len(std) != 3 or min(std) <= 0):
             raise ValueError(f"mean={mean} and std={std} need 3 values (R, G, B); std must be > 0.")
-        self._mean: Triple = (float(mean[0]), float(mean[1]), float(mean[2]))
-        self._std: Triple = (float(std[0]), float(std[1]), float(std[2]))
-
-    @cached_property
-    def layout(self) -> FolderLayout:
-        return scan_layout(Path(self.root))
+        self._statistics: tuple[Triple, Triple] | None = (
+            None if mean is None else (_triple(mean), _triple(std))  # type: ignore[arg-type]
+        )
 
     @property
     def class_names(self) -> list[str]:
@@ -160,11 +169,24 @@ class ImageFolderDataModule(SimCLRDataModule):
 
     @property
     def mean(self) -> Triple:
-        return self._mean
+        return self._pixel_statistics()[0]
 
     @property
     def std(self) -> Triple:
-        return self._std
+        return self._pixel_statistics()[1]
+
+    def _pixel_statistics(self) -> tuple[Triple, Triple]:
+        """Estimated once, on first use, from a sample seeded alike on every rank."""
+        if self._statistics is None:
+            self._statistics = estimate_mean_std(list(image_files([self.layout.train_dir])))
+        return self._statistics
+
+    def resolved_arguments(self) -> dict[str, object]:
+        """The arguments this datamodule worked out itself, for config.yaml: a rerun needs no re-estimate."""
+        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+
+    def has_validation_split(self) -> bool:
+        return (Path(self.root) / "val").is_dir()
 
     def _pretrain_images(self) -> Dataset:
         return _image_folder(self.layout.train_dir, transform=None)
@@ -172,6 +194,10 @@ class ImageFolderDataModule(SimCLRDataModule):
     def _eval_images(self, split: EvalSplit, transform: ImageTransform) -> Dataset:
         split_dir = self.layout.val_dir if split == "val" else self.layout.test_dir
         return _image_folder(split_dir, transform=transform)
+
+
+def _triple(values: tuple[float, float, float]) -> Triple:
+    return (float(values[0]), float(values[1]), float(values[2]))
 
 
 def _image_folder(split_dir: Path, transform: ImageTransform | None) -> ImageFolder:

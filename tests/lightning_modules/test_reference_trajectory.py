@@ -43,7 +43,7 @@ def view_batches() -> list[dict[str, Tensor]]:
 
 
 def reference_lars_step(params: list[nn.Parameter], buffers: dict, lr: float, wd: float, momentum: float):
-    """MoCo v3's LARS (Chen, Xie & He 2021, moco-v3/optimizer.py) from its definition, trust coefficient 1e-3."""
+    """MoCo v3's LARS (Chen, Xie & He 2021, moco-v3/optimizer.py), trust coefficient 1e-3."""
     with torch.no_grad():
         for param in params:
             update = param.grad
@@ -66,7 +66,9 @@ def reference_learning_rate(step: int) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * (step - WARMUP_STEPS) / (STEPS - WARMUP_STEPS)))
 
 
-def reference_trajectory(encoder: nn.Module, ours_head: nn.Sequential, batches) -> tuple[list[float], nn.Module]:
+def reference_trajectory(
+    encoder: nn.Module, ours_head: nn.Sequential, batches: list[dict[str, Tensor]]
+) -> tuple[list[float], nn.Module]:
     """Plain loop: lightly's loss and head (weights copied from ours), the reference LARS and schedule."""
     feature_dim = ours_head[0].in_features
     head = LightlyProjectionHead(
@@ -104,7 +106,8 @@ class RecordLosses(pl.Callback):
 
 def test_twenty_steps_match_the_reference(tmp_path) -> None:
     torch.manual_seed(0)
-    model = SimCLR(backbone="tiny_resnet", image_size=IMAGE, batch_size=BATCH, optimizer="lars", **RECIPE).double()
+    model = SimCLR(backbone="tiny_resnet", image_size=IMAGE, batch_size=BATCH, optimizer="lars", **RECIPE)
+    model = model.double()
     initial = copy.deepcopy(model)
     batches = view_batches()
 
