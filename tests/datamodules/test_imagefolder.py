@@ -66,7 +66,7 @@ def test_mean_and_std_can_be_overridden_and_are_hyperparameters(tree: Path) -> N
     assert datamodule.mean == (0.1, 0.2, 0.3) and datamodule.std == (0.4, 0.5, 0.6)
     assert datamodule.hparams.mean == (0.1, 0.2, 0.3) and datamodule.hparams.image_size == 64
     with pytest.raises(ValueError, match="3 values"):
-        make(tree, mean=(0.5, 0.5), image_size=64)
+        make(tree, mean=(0.5, 0.5), std=(0.2, 0.2, 0.2), image_size=64)
 
 
 @pytest.mark.parametrize(("file_name", "expected_rgb"), [(name, rgb) for name, _, rgb in SOLID_IMAGES])
