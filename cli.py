@@ -170,7 +170,11 @@ class SimCLRCLI(LightningCLI):
         A run stopped by SIGTERM or a non-finite loss never gets here; an interrupted one is skipped.
         """
         if self.config[self.subcommand].get("test_after_fit", True) and not self.trainer.interrupted:
+            fit_metrics = dict(self.trainer.callback_metrics)
             self.trainer.test(self.model, datamodule=self.datamodule)
+            # test() starts its metrics afresh; fit's (val/*, train/*) stay readable beside test/*.
+            tested = self.trainer.callback_metrics
+            tested.update({name: value for name, value in fit_metrics.items() if name not in tested})
 
     def _instantiate_trainer(self, config: dict, callbacks: list[Callback]) -> Trainer:
         """Adds what every run needs, whatever callbacks and plugins a config file lists."""
