@@ -182,7 +182,8 @@ class KNNEachEpoch(pl.Callback):
         self._measure(pl_module)
 
     def _measure(self, pl_module) -> None:
-        self.curve.append(knn_top1(pl_module.encoder, self.root, self.mean, self.std, self.batch, self.workers))
+        encoder = pl_module.encoder
+        self.curve.append(knn_top1(encoder, self.root, self.mean, self.std, self.batch, self.workers))
 
 
 def our_run(args, root: Path, mean, std, seed: int) -> list[float]:
@@ -213,7 +214,7 @@ def summary(values: list[float]) -> str:
 
 def table(curves: dict[str, list[list[float]]], args, seconds: dict[str, float]) -> str:
     lines = [
-        "| epoch | ours: kNN top-1 % mean [min, max] | reference: same | ours' mean inside the reference's range |",
+        "| epoch | ours: kNN top-1 %, mean [min, max] | reference: same | ours' mean in the reference's range |",
         "| --- | --- | --- | --- |",
     ]
     for epoch in range(args.epochs + 1):
@@ -252,8 +253,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--append", type=Path, help="append the table, under a heading, to this Markdown file")
-    parser.add_argument("--smoke", action="store_true", help="a seconds-long run that checks the script works")
+    parser.add_argument("--append", type=Path, help="append the table to this Markdown file")
+    parser.add_argument("--smoke", action="store_true", help="a run of seconds that checks the script")
     args = parser.parse_args()
     if args.smoke:
         args.train_per_class, args.test_per_class, args.epochs, args.batch_size = 8, 4, 1, 32
