@@ -214,7 +214,7 @@ def summary(values: list[float]) -> str:
 
 def table(curves: dict[str, list[list[float]]], args, seconds: dict[str, float]) -> str:
     lines = [
-        "| epoch | ours: kNN top-1 %, mean [min, max] | reference: same | ours' mean in the reference's range |",
+        "| epoch | ours: kNN top-1 %, mean [min, max] | reference: same | ours' mean in reference's range |",
         "| --- | --- | --- | --- |",
     ]
     for epoch in range(args.epochs + 1):
