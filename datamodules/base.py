@@ -170,24 +170,26 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         and select nothing (evaluate.py's linear, kNN and fine-tuning, as the published protocols do).
         Public for the evaluation protocols, which read the training images with their own transforms.
         """
-        if self._training_split is None:
-            self._training_split = self._pretrain_images()
         held_out = self.held_out_indices()
         if include_held_out or held_out is None:
-            return self._training_split
-        return HeldOutLabelsHidden(self._training_split, held_out)
+            return self._loaded_training_split()
+        return HeldOutLabelsHidden(self._loaded_training_split(), held_out)
 
     def held_out_indices(self) -> np.ndarray | None:
         """Sorted indices into the training split of the validation slice; None when there is none."""
         if self.has_validation_split() or self.val_holdout == 0:
             return None
         if self._held_out is None:
-            if self._training_split is None:
-                self._training_split = self._pretrain_images()
-            labels = dataset_labels(self._training_split)
+            labels = dataset_labels(self._loaded_training_split())
             count = holdout_count(self.val_holdout, int((labels >= 0).sum()))
             self._held_out = stratified_holdout(labels, count, self.val_holdout_seed)
         return self._held_out
+
+    def _loaded_training_split(self) -> Dataset:
+        """The subclass's training split, read once for the loaders and the held-out slice."""
+        if self._training_split is None:
+            self._training_split = self._pretrain_images()
+        return self._training_split
 
     # ----- derived properties ------------------------------------------------------------------------
     @property

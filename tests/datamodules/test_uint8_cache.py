@@ -17,7 +17,9 @@ from tests.datamodules.fake_data import WrittenDataset
 
 
 def test_cifar_pixels_are_cached_once_and_served_in_shuffled_batches(cifar10_root: WrittenDataset) -> None:
-    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0, gpu_augment=True)
+    datamodule = CIFAR10DataModule(
+        str(cifar10_root.root), batch_size=8, num_workers=0, gpu_augment=True, val_holdout=0
+    )
     datamodule.setup("fit")
     cached = datamodule.train_dataset
     assert isinstance(cached, CachedImageBatches)
@@ -37,7 +39,9 @@ def test_cifar_pixels_are_cached_once_and_served_in_shuffled_batches(cifar10_roo
 
 
 def test_stl10_channel_first_pixels_are_cached_with_unlabeled_marks(stl10_root: WrittenDataset) -> None:
-    datamodule = STL10DataModule(str(stl10_root.root), batch_size=4, num_workers=0, gpu_augment=True)
+    datamodule = STL10DataModule(
+        str(stl10_root.root), batch_size=4, num_workers=0, gpu_augment=True, val_holdout=0
+    )
     datamodule.setup("fit")
     cached = datamodule.train_dataset
     expected = np.concatenate([stl10_root.train.images, stl10_root.unlabeled.images])
@@ -61,7 +65,9 @@ def test_ranks_take_disjoint_shares_of_one_permutation() -> None:
 
 
 def test_after_transfer_the_batch_follows_the_training_contract(cifar10_root: WrittenDataset) -> None:
-    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0, gpu_augment=True)
+    datamodule = CIFAR10DataModule(
+        str(cifar10_root.root), batch_size=8, num_workers=0, gpu_augment=True, val_holdout=0
+    )
     datamodule.setup("fit")
     raw = next(iter(datamodule.train_dataloader()))
     batch = datamodule.on_after_batch_transfer(raw, 0)
@@ -111,7 +117,9 @@ def test_lightning_trains_on_the_views_made_after_transfer(
     cifar10_root: WrittenDataset, tmp_path: Path
 ) -> None:
     torch.manual_seed(0)
-    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0, gpu_augment=True)
+    datamodule = CIFAR10DataModule(
+        str(cifar10_root.root), batch_size=8, num_workers=0, gpu_augment=True, val_holdout=0
+    )
     model = SimCLR(backbone="tiny_resnet", image_size=32, temperature=0.5, batch_size=8, warmup_epochs=0.0)
     received: list[dict[str, torch.Tensor]] = []
 
