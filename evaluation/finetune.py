@@ -20,11 +20,20 @@ from evaluation.models import EncoderClassifier
 
 @dataclass(frozen=True)
 class FinetuneSettings:
-    """The fine-tuning recipe (`--finetune.*`); saved in results.json with every result."""
+    """The fine-tuning recipe (`--finetune.*`); saved in results.json with every result.
+
+    Args:
+        epochs: passes over each labelled subset.
+        batch_size: images per SGD step (the whole subset when it is smaller).
+        base_lr: learning rate for a batch of 256, scaled linearly with the batch like pretraining's.
+        momentum: Nesterov momentum of SGD.
+        weight_decay: L2 penalty on all weights.
+        num_workers: DataLoader worker processes that decode and augment the images.
+        seed: seed of the subset draw, the head's initialisation and the data order.
+    """
 
     epochs: int = 30
     batch_size: int = 256
-    # Learning rate for a batch of 256, scaled linearly with the batch like pretraining's.
     base_lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 0.0
