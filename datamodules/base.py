@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from datamodules.gpu_augment import AugmentConfig, BatchViewAugmenter
-from datamodules.sampling import ResumableSampler
+from datamodules.sampling import ClassInterleavedSampler, ResumableSampler
 from datamodules.transforms import (
     ImageTransform,
     SimCLRTrainingDataset,
@@ -266,10 +266,19 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             self._resume_position = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._require(self.val_dataset, "validate"), shuffle=False, drop_last=False)
+        dataset = self._require(self.val_dataset, "validate")
+        return self._loader(dataset, shuffle=False, drop_last=False, sampler=self._eval_sampler(dataset))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self._require(self.test_dataset, "test"), shuffle=False, drop_last=False)
+        dataset = self._require(self.test_dataset, "test")
+        return self._loader(dataset, shuffle=False, drop_last=False, sampler=self._eval_sampler(dataset))
+
+    def _eval_sampler(self, dataset: Dataset) -> ClassInterleavedSampler:
+        """Seeded class-interleaved order: any `limit_*_batches` prefix is a class-balanced sample."""
+        trainer = self.trainer
+        world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return ClassInterleavedSampler(dataset, world_size, rank, seed)
 
     def _cached_loader(self, cached: CachedImageBatches) -> DataLoader:
         """Batches are gathered from the cached tensor in the main process: no workers, nothing to collate."""
@@ -296,7 +305,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         return dataset
 
     def _loader(
-        self, dataset: Dataset, shuffle: bool, drop_last: bool, sampler: ResumableSampler | None = None
+        self, dataset: Dataset, shuffle: bool, drop_last: bool, sampler: DistributedSampler | None = None
     ) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(
