@@ -29,6 +29,7 @@ from callbacks.throughput import ViewsPerSecond
 from datamodules import SimCLRDataModule
 from help_text import TRAIN_DESCRIPTION, TRAIN_SUBCOMMANDS
 from lightning_modules.simclr import SimCLR
+from quiet_console import silence_known_noise
 from reliability.checkpoint_io import AtomicCheckpointIO
 from reliability.code_version import code_version
 from reliability.errors import UserError, reported_as_one_line
@@ -277,6 +278,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
         os.environ.pop(RUN_DIR_ENV, None)
         os.environ.pop(WANDB_ID_ENV, None)
     choose_wandb_mode()
+    silence_known_noise()
     # TF32 matmuls on Ampere+ GPUs: a large speed-up at a precision SimCLR does not notice.
     torch.set_float32_matmul_precision("high")
     try:
