@@ -21,6 +21,9 @@ LIGHTNING_INTERNAL_DEPRECATIONS = (  # (message, module that triggers it)
 # Lightning cannot see that the data order is resumable: the datamodule, not the DataLoader, carries the
 # position (its state_dict; datamodules/sampling.py), and a resumed run skips the batches it trained on.
 NOT_RESUMABLE_WARNING = r"You're resuming from a checkpoint that ended before the epoch ended"
+# The run folder's own checkpoints on a resume: cli.py refuses any other fit into a folder that holds a
+# run, so this warning can only mean the resume it is.
+CHECKPOINT_FOLDER_WARNING = r"Checkpoint directory .* exists and is not empty"
 # An advertisement for another logging service, printed by Lightning on every run that does not use it.
 LOGGER_ADVERT_PREFIX = "💡 Tip: For seamless cloud logging"
 
@@ -35,6 +38,7 @@ def silence_known_noise() -> None:
     for message, module in LIGHTNING_INTERNAL_DEPRECATIONS:
         warnings.filterwarnings("ignore", message=message, module=module)
     warnings.filterwarnings("ignore", message=NOT_RESUMABLE_WARNING)
+    warnings.filterwarnings("ignore", message=CHECKPOINT_FOLDER_WARNING)
     # Lightning's rank_zero_info logs through this logger (pytorch_lightning.utilities.rank_zero).
     advert_logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
     if not any(isinstance(existing, _DropAdvert) for existing in advert_logger.filters):
