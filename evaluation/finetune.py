@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from evaluation.data import loader
 from evaluation.linear import topk_accuracy
 from evaluation.models import EncoderClassifier
+from evaluation.progress import shown
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def finetune(
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs * len(batches))
     epoch_losses = []
-    for _ in range(settings.epochs):
+    for _ in shown(range(settings.epochs), "fine-tuning epochs"):
         total, count = 0.0, 0
         for images, labels in batches:
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -86,7 +87,7 @@ def predict_logits(
     """Logits [N, C] and labels [N] of a labelled dataset, with the model in eval mode."""
     model.to(device).eval()
     logits, labels = [], []
-    for images, batch_labels in loader(data, batch_size, num_workers):
+    for images, batch_labels in shown(loader(data, batch_size, num_workers), "test predictions"):
         logits.append(model(images.to(device)).float().cpu())
         labels.append(torch.as_tensor(batch_labels))
     return torch.cat(logits), torch.cat(labels).long()
