@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from argparse import RawDescriptionHelpFormatter
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from jsonargparse import Namespace, lazy_instance
-from pytorch_lightning import Callback, Trainer
+from jsonargparse import DefaultHelpFormatter, Namespace, lazy_instance
+from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import CheckpointIO
@@ -26,7 +27,9 @@ from callbacks.progress_bar import ReadableProgressBar
 from callbacks.run_summary import RunSummary
 from callbacks.throughput import ViewsPerSecond
 from datamodules import SimCLRDataModule
+from help_text import TRAIN_DESCRIPTION, TRAIN_SUBCOMMANDS
 from lightning_modules.simclr import SimCLR
+from quiet_console import silence_known_noise
 from reliability.checkpoint_io import AtomicCheckpointIO
 from reliability.code_version import code_version
 from reliability.config_files import check_config_files
@@ -94,11 +97,6 @@ class SimCLRCLI(LightningCLI):
             help="after fit, test the final weights once (test/probe_top1, test/knn_top1)",
         )  # fmt: skip
 
-    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        super().parse_arguments(parser, args)
-        if self.config.get("subcommand"):  # before Lightning reads the checkpoint's hyperparameters
-            prepare_checkpoint_paths(self.config[self.config.subcommand])
-
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
@@ -147,6 +145,7 @@ class SimCLRCLI(LightningCLI):
             for name, value in resolved().items():
                 if init_args.get(name) is None:
                     init_args[name] = value
+        self._check_checkpoint_fits()
         # Checked here, before DDP starts one process per device, rather than in each of them.
         check_encoder_takes(self.model.encoder, self.datamodule.image_size, self.model.hparams.backbone)
         global_batch, world_size = self.datamodule.batch_size, self.trainer.world_size
@@ -169,43 +168,61 @@ class SimCLRCLI(LightningCLI):
             tested = self.trainer.callback_metrics
             tested.update({name: value for name, value in fit_metrics.items() if name not in tested})
 
-    def _instantiate_trainer(self, config: dict, callbacks: list[Callback]) -> Trainer:
-        """Adds what every run needs, whatever callbacks and plugins a config file lists."""
-        safety = [StopOnNonFiniteLoss(), CheckpointOnSigterm(), ViewsPerSecond(), RunSummary()]
-        plugins = config.get("plugins") or []
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Refuses a checkpoint whose architecture differs from the configured one, right after parsing.
+
+        Checked here because LightningCLI next copies the checkpoint's model settings over the
+        configured ones (its ckpt_path handling), after which nothing would differ: `--config
+        configs/cifar10.yaml --ckpt_path resnet50.ckpt` would silently train a ResNet-50 where the
+        config says ResNet-18. tests/test_errors.py fails if Lightning moves that copy before this hook.
+        """
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand:  # a copied or moved run folder reads and writes only itself
+            prepare_checkpoint_paths(self.config[subcommand])
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            saved = saved_hyperparameters(ckpt_path)
+            configured = dict(self.config[subcommand].model)
+            # image_size is linked from the datamodule later; before_<subcommand> compares the weights.
+            names = [name for name in ARCHITECTURE_HPARAMS if name != "image_size"]
+            if any(name in saved and saved[name] != configured.get(name) for name in names):
+                raise UserError(describe_checkpoint_mismatch(ckpt_path, saved, configured, names))
+
+    def instantiate_trainer(self, **kwargs: object) -> Trainer:
+        """Atomic checkpoint writes for every run, unless a config names its own CheckpointIO plugin."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        plugins = kwargs.pop("plugins", config.trainer.get("plugins")) or []
         plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             plugins.append(AtomicCheckpointIO())
-        config["plugins"] = plugins
-        return super()._instantiate_trainer(config, [*callbacks, *safety])
+        return super().instantiate_trainer(plugins=plugins, **kwargs)
 
-    def _parse_ckpt_path(self) -> None:
-        """Lightning copies a checkpoint's model settings over the configured ones; refuse when they differ.
+    def before_validate(self) -> None:
+        self._check_checkpoint_fits()
 
-        Otherwise `--config configs/cifar10.yaml --ckpt_path resnet50.ckpt` would silently train a
-        ResNet-50 where the config says ResNet-18.
+    def before_test(self) -> None:
+        self._check_checkpoint_fits()
+
+    def before_predict(self) -> None:
+        self._check_checkpoint_fits()
+
+    def _check_checkpoint_fits(self) -> None:
+        """A checkpoint whose weights do not fit the model fails here in one line, not in load_state_dict.
+
+        Catches what parse_arguments cannot see: an image size (linked from the datamodule) that
+        changes the stem, or a checkpoint without hyperparameters.
         """
-        subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and Path(ckpt_path).is_file():
-            saved = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
-            configured = self.config[subcommand].model
-            # image_size is linked from the datamodule later; a stem it changes fails at loading, below.
-            names = [name for name in ARCHITECTURE_HPARAMS if name != "image_size"]
-            if any(name in saved and saved[name] != configured.get(name) for name in names):
-                raise UserError(describe_checkpoint_mismatch(ckpt_path, saved, dict(configured), names))
-        super()._parse_ckpt_path()
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        try:
-            super()._run_subcommand(subcommand)
-        except RuntimeError as error:
-            if "Error(s) in loading state_dict" not in str(error):
-                raise
-            ckpt_path = self.config_init[subcommand].get("ckpt_path")
-            saved = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
-            message = describe_checkpoint_mismatch(ckpt_path, saved, dict(self.model.hparams))
-            raise UserError(message) from error
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return  # "last", "best", "hpc" or nothing: Lightning resolves and checks those itself
+        # mmap: the shapes without reading every tensor.
+        checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True)
+        saved_shapes = {name: tuple(value.shape) for name, value in checkpoint.get("state_dict", {}).items()}
+        model_shapes = {name: tuple(value.shape) for name, value in self.model.state_dict().items()}
+        if saved_shapes != model_shapes:
+            saved = checkpoint.get("hyper_parameters", {})
+            raise UserError(describe_checkpoint_mismatch(ckpt_path, saved, dict(self.model.hparams)))
 
 
 class SaveAndLogConfig(SaveConfigCallback):
@@ -234,6 +251,10 @@ def check_devices_exist(accelerator: object, devices: object) -> None:
         )
 
 
+def saved_hyperparameters(ckpt_path: str) -> dict:
+    return torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True).get("hyper_parameters", {})
+
+
 def describe_checkpoint_mismatch(
     ckpt_path: str | None, saved: dict, model_hparams: dict, names: Sequence[str] = ARCHITECTURE_HPARAMS
 ) -> str:
@@ -250,6 +271,27 @@ def describe_checkpoint_mismatch(
     )
 
 
+def parser_settings() -> dict[str, object]:
+    """Descriptions atop each help, and parsing errors raised (then printed as one line) instead of usage."""
+    settings = parser_descriptions()
+    for key, value in parser_kwargs_raising_errors(tuple(LightningCLI.subcommands())).items():
+        settings[key] = {**settings.get(key, {}), **value} if isinstance(value, dict) else value  # type: ignore[dict-item]
+    return settings
+
+
+def parser_descriptions() -> dict[str, object]:
+    """The template's overview atop `train.py --help` and each subcommand's own line atop its help."""
+    formatter = {"formatter_class": DescriptionAsWritten}
+    kwargs: dict[str, object] = {"description": TRAIN_DESCRIPTION, **formatter}
+    for name, line in TRAIN_SUBCOMMANDS.items():
+        kwargs[name] = {"description": f"{line}.\n\n{TRAIN_DESCRIPTION}", **formatter}
+    return kwargs
+
+
+class DescriptionAsWritten(RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """Keeps the line breaks of the description (the command examples); options are formatted as usual."""
+
+
 def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
     """Entry point of train.py; tests call it in-process with an argument list."""
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
@@ -257,6 +299,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
         # started from the same Python process (a notebook, a test) gets a folder of its own.
         os.environ.pop(RUN_DIR_ENV, None)
         os.environ.pop(WANDB_ID_ENV, None)
+    silence_known_noise()
     # TF32 matmuls on Ampere+ GPUs: a large speed-up at a precision SimCLR does not notice.
     torch.set_float32_matmul_precision("high")
     try:
@@ -268,15 +311,26 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
                 SimCLRDataModule,
                 subclass_mode_data=True,
                 save_config_callback=SaveAndLogConfig,
+                # Callbacks listed here are added whatever callbacks a config file lists.
                 trainer_defaults={
-                    "callbacks": [lazy_instance(ReadableProgressBar)],
+                    "callbacks": [
+                        StopOnNonFiniteLoss(),
+                        CheckpointOnSigterm(),
+                        ViewsPerSecond(),
+                        RunSummary(),
+                        lazy_instance(ReadableProgressBar),
+                    ],
                     "logger": {
                         "class_path": "pytorch_lightning.loggers.WandbLogger",
                         "init_args": {"project": "simclr"},
                     },
+                    # RunSummary prints the parameter count; Lightning's table adds a FLOPs column of zeros.
+                    "enable_model_summary": False,
                 },
+                # An explicit seed: the same as Lightning's default (0), without its "No seed found" warning.
+                seed_everything_default=0,
+                parser_kwargs=parser_settings(),
                 save_config_kwargs={"config_filename": CONFIG_FILENAME},
-                parser_kwargs=parser_kwargs_raising_errors(tuple(LightningCLI.subcommands())),
                 args=args,
                 run=run,
             )

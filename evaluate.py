@@ -1,11 +1,18 @@
 """Evaluate a SimCLR checkpoint: `python evaluate.py {linear,knn,finetune,predict,export} --ckpt PATH`.
 
-See README.md (Evaluation) and evaluation/cli.py.
+See README.md (Evaluation), `--help` and evaluation/cli.py.
 """
 
-from evaluation.cli import main
-from reliability.errors import reported_as_one_line
+import sys
+
+from help_text import asks_for_overview, evaluate_overview
 
 if __name__ == "__main__":
-    with reported_as_one_line():
-        main()
+    if asks_for_overview(sys.argv[1:]):
+        print(evaluate_overview())  # without importing torch, which takes seconds
+    else:
+        from evaluation.cli import main
+        from reliability.errors import reported_as_one_line
+
+        with reported_as_one_line():
+            main()

@@ -32,7 +32,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from datamodules.gpu_augment import AugmentConfig, BatchViewAugmenter
 from datamodules.holdout import (
@@ -44,7 +44,7 @@ from datamodules.holdout import (
     warn_validating_on_test,
 )
 from datamodules.pil_views import PilProbeView, PilSimCLRView, SimCLRTrainingDataset
-from datamodules.sampling import ResumableBatchSampler, ResumableSampler
+from datamodules.sampling import ClassInterleavedSampler, ResumableBatchSampler, ResumableSampler
 from datamodules.transforms import ImageTransform, Triple, eval_transform
 from datamodules.uint8_cache import CachedImages, decode_to_uint8, place_images
 from reliability.worker_signals import ignore_sigterm
@@ -401,10 +401,18 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             self._resume_position = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._require(self.val_dataset, "validate"), shuffle=False, drop_last=False)
+        dataset = self._require(self.val_dataset, "validate")
+        return self._loader(dataset, shuffle=False, drop_last=False, sampler=self._eval_sampler(dataset))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self._require(self.test_dataset, "test"), shuffle=False, drop_last=False)
+        dataset = self._require(self.test_dataset, "test")
+        return self._loader(dataset, shuffle=False, drop_last=False, sampler=self._eval_sampler(dataset))
+
+    def _eval_sampler(self, dataset: Dataset) -> ClassInterleavedSampler:
+        """Seeded class-interleaved order: any `limit_*_batches` prefix is a class-balanced sample."""
+        trainer = self.trainer
+        world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        return ClassInterleavedSampler(dataset, world_size, rank, _run_seed())
 
     def _cached_loader(self, cached: CachedImages) -> DataLoader:
         """One whole batch per sampler item, in the same resumable order as the per-image path.
@@ -448,7 +456,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         return dataset
 
     def _loader(
-        self, dataset: Dataset, shuffle: bool, drop_last: bool, sampler: ResumableSampler | None = None
+        self, dataset: Dataset, shuffle: bool, drop_last: bool, sampler: DistributedSampler | None = None
     ) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(

@@ -14,22 +14,16 @@ from collections.abc import Callable
 import numpy as np
 from torch.utils.data import Dataset
 
+from datamodules.sampling import listed_labels
+
 UNLABELED = -1
 
 
 def dataset_labels(dataset: Dataset) -> np.ndarray:
-    """Every label of a dataset without decoding its images, when the dataset keeps them in a list.
-
-    torchvision's ImageFolder and CIFAR keep `targets`, STL-10 keeps `labels`, ConcatDataset chains
-    its parts; anything else is read sample by sample (slow, but correct).
-    """
-    for attribute in ("targets", "labels"):
-        labels = getattr(dataset, attribute, None)
-        if labels is not None:
-            return np.asarray(labels, dtype=np.int64)
-    parts = getattr(dataset, "datasets", None)
-    if parts is not None:
-        return np.concatenate([dataset_labels(part) for part in parts])
+    """Every label of a dataset: listed ones without decoding an image, else read sample by sample (slow)."""
+    listed = listed_labels(dataset)
+    if listed is not None:
+        return listed
     return np.asarray([int(dataset[index][1]) for index in range(len(dataset))], dtype=np.int64)  # type: ignore[arg-type]
 
 

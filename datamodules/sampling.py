@@ -1,20 +1,25 @@
-"""The training sampler: a data order that a run resumed mid-epoch can replay exactly.
+"""Data orders: training that a resumed run replays exactly; evaluation in class-balanced order.
 
-DistributedSampler already makes each epoch's order a function of (seed, epoch). Two things are
-missing for resuming: Lightning creates the first iterator of a resumed run before it calls
+Training: DistributedSampler already makes each epoch's order a function of (seed, epoch). Two things
+are missing for resuming: Lightning creates the first iterator of a resumed run before it calls
 ``set_epoch``, so that epoch would be shuffled as epoch 0; and the batches the run had already
-trained on would be served again. This sampler starts at the epoch and position it is given.
+trained on would be served again. ResumableSampler starts at the epoch and position it is given.
+
+Evaluation: image folders list a class at a time, so `--trainer.limit_val_batches 4` (the cpu-smoke
+overlay) would validate on airplanes only and report accuracy 0. ClassInterleavedSampler serves the
+whole split in an order whose every prefix holds the classes in their proportions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sized
+import math
+from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler, Subset
 
 
 class ResumableSampler(DistributedSampler):
@@ -99,3 +104,65 @@ def view_seed(run_seed: int, rank: int, epoch: int, batch: int) -> int:
     """
     state = np.random.SeedSequence([run_seed % 2**32, rank, epoch, batch]).generate_state(1, np.uint64)
     return int(state[0] >> np.uint64(1))  # 63 bits: a valid manual_seed on every device
+
+
+def listed_labels(dataset: Dataset) -> np.ndarray | None:
+    """The class of every sample without loading any image; None when the dataset does not list them.
+
+    torchvision's ImageFolder and CIFAR keep `targets`, STL10 keeps `labels`; a Subset maps its indices
+    and a ConcatDataset chains its parts.
+    """
+    if isinstance(dataset, Subset):
+        parent = listed_labels(dataset.dataset)
+        return None if parent is None else parent[np.asarray(dataset.indices, dtype=np.int64)]
+    for attribute in ("targets", "labels"):
+        labels = getattr(dataset, attribute, None)
+        if labels is not None:
+            return np.asarray(labels, dtype=np.int64)
+    parts = getattr(dataset, "datasets", None)
+    if parts is not None:
+        listed = [listed_labels(part) for part in parts]
+        return None if any(labels is None for labels in listed) else np.concatenate(listed)  # type: ignore[arg-type]
+    return None
+
+
+def class_interleaved_order(labels: Sequence[int], seed: int) -> list[int]:
+    """A seeded permutation of range(len(labels)) whose every prefix is class-balanced.
+
+    Each class is shuffled, and its k-th of n images gets the key (k + 0.5) / n: sorting by key spreads
+    every class evenly over the order, so a prefix of any length holds each class in its proportion to
+    within one image. Ties (classes of equal size) go by a seeded order of the classes.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(label, []).append(index)
+    classes = sorted(by_class)
+    class_order = torch.randperm(len(classes), generator=generator).tolist()
+    class_rank = {classes[i]: rank for rank, i in enumerate(class_order)}
+    keyed = []
+    for label, indices in by_class.items():
+        shuffled = [indices[i] for i in torch.randperm(len(indices), generator=generator).tolist()]
+        keyed += [((k + 0.5) / len(shuffled), class_rank[label], index) for k, index in enumerate(shuffled)]
+    return [index for _, _, index in sorted(keyed)]
+
+
+class ClassInterleavedSampler(DistributedSampler):
+    """The whole evaluation split in class-interleaved order; with several devices, rank r takes every r-th.
+
+    A DistributedSampler so that Lightning keeps it under DDP rather than replacing it with its own
+    (which would serve each rank a contiguous, class-sorted share). Like DistributedSampler it repeats
+    the first few indices so that every rank gets as many (at most num_replicas - 1 repeats), so the
+    metrics still cover the whole split. Without labels the order is the dataset's own.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, seed=seed)
+        labels = listed_labels(dataset)
+        count = len(dataset)  # type: ignore[arg-type]
+        self._order = list(range(count)) if labels is None else class_interleaved_order(labels.tolist(), seed)
+
+    def __iter__(self) -> Iterator[int]:
+        repeats = math.ceil(self.total_size / len(self._order)) if self._order else 0
+        padded = (self._order * repeats)[: self.total_size]
+        return iter(padded[self.rank :: self.num_replicas])

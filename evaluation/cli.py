@@ -27,11 +27,13 @@ from evaluation.commands import (
 )
 from evaluation.finetune import FinetuneSettings
 from evaluation.results import RUN_CONFIG_FILENAME, fresh_output_dir, removed_if_left_empty, run_folder_of
+from help_text import EVALUATE_COMMANDS, EVALUATE_DESCRIPTION
 from reliability.checkpoint_files import read_simclr_checkpoint
 from reliability.config_files import read_config_file
 
 DATA_COMMANDS = ("linear", "knn", "finetune")
 CONFIG_FLAG = "--config"
+DEVICE_HELP = "auto (cuda when available), cpu or cuda:N."
 
 
 def _common_arguments(parser: ArgumentParser, data: bool, ckpt_help: str) -> None:
@@ -42,9 +44,7 @@ def _common_arguments(parser: ArgumentParser, data: bool, ckpt_help: str) -> Non
         default=None,
         help="A new folder for the results (default: <run>/eval/<command>-<timestamp>).",
     )
-    parser.add_argument(
-        "--device", type=str, default="auto", help="auto (cuda when available), cpu or cuda:N."
-    )
+    parser.add_argument("--device", type=str, default="auto", help=DEVICE_HELP)
     if data:
         parser.add_argument(
             CONFIG_FLAG,
@@ -66,17 +66,15 @@ def _subcommand_parser(description: str) -> ArgumentParser:
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog="evaluate.py", description="Evaluate a SimCLR checkpoint.", exit_on_error=False
-    )
+    parser = ArgumentParser(prog="evaluate.py", description=EVALUATE_DESCRIPTION, exit_on_error=False)
     commands = parser.add_subcommands(dest="command")
     simclr_ckpt = "SimCLR checkpoint written by train.py (runs/RUN/checkpoints/*.ckpt)."
 
     linear = _subcommand_parser("Linear evaluation on frozen features (top-1, top-5).")
     _common_arguments(linear, data=True, ckpt_help=simclr_ckpt)
-    linear.add_argument("--epochs", type=int, default=100)
+    linear.add_argument("--epochs", type=int, default=100, help="Passes over the precomputed features.")
     linear.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate of the classifier.")
-    linear.add_argument("--weight_decay", type=float, default=0.0)
+    linear.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay.")
     linear.add_argument(
         "--batch_size", type=int, default=256, help="Classifier batch (features are precomputed)."
     )
@@ -86,15 +84,19 @@ def build_parser() -> ArgumentParser:
         default=0,
         help="Extra crop + flip copies of the train split to add (0: evaluation view only).",
     )
-    linear.add_argument("--seed", type=int, default=0)
+    linear.add_argument(
+        "--seed", type=int, default=0, help="Seed of the classifier's initialisation and batch order."
+    )
     linear.add_argument("--embedding_plot", type=bool, default=True, help="t-SNE map of the test features.")
-    commands.add_subcommand("linear", linear)
+    commands.add_subcommand("linear", linear, help=EVALUATE_COMMANDS["linear"])
 
     knn = _subcommand_parser("Weighted kNN classification (Wu et al., 2018), top-1.")
     _common_arguments(knn, data=True, ckpt_help=simclr_ckpt)
-    knn.add_argument("--k", type=int, default=200)
-    knn.add_argument("--temperature", type=float, default=0.1)
-    commands.add_subcommand("knn", knn)
+    knn.add_argument("--k", type=int, default=200, help="Neighbours that vote.")
+    knn.add_argument(
+        "--temperature", type=float, default=0.1, help="Votes are weighted exp(similarity / temperature)."
+    )
+    commands.add_subcommand("knn", knn, help=EVALUATE_COMMANDS["knn"])
 
     finetune = _subcommand_parser("Fine-tune the whole network on 1%, 10% and all of the labels.")
     _common_arguments(finetune, data=True, ckpt_help=simclr_ckpt)
@@ -105,7 +107,7 @@ def build_parser() -> ArgumentParser:
         help="Label fractions, each a class-balanced seeded subset of the train split.",
     )
     finetune.add_class_arguments(FinetuneSettings, "finetune")
-    commands.add_subcommand("finetune", finetune)
+    commands.add_subcommand("finetune", finetune, help=EVALUATE_COMMANDS["finetune"])
 
     predict = _subcommand_parser("Classify image files or folders with a saved classifier.")
     predict.add_argument(
@@ -115,19 +117,19 @@ def build_parser() -> ArgumentParser:
         help="classifier.pt written by `evaluate.py linear` or `evaluate.py finetune`.",
     )
     predict.add_argument("images", type=str, nargs="+", help="Image files and/or folders of images.")
-    predict.add_argument("--top_k", type=int, default=1)
-    predict.add_argument("--device", type=str, default="auto")
+    predict.add_argument("--top_k", type=int, default=1, help="Classes printed per image, most likely first.")
+    predict.add_argument("--device", type=str, default="auto", help=DEVICE_HELP)
     predict.add_argument(
         "--output_dir",
         type=str | None,
         default=None,
         help="Also write predictions.json into this new folder.",
     )
-    commands.add_subcommand("predict", predict)
+    commands.add_subcommand("predict", predict, help=EVALUATE_COMMANDS["predict"])
 
     export = _subcommand_parser("Export the encoder as a torchvision state_dict (encoder.pt).")
     _common_arguments(export, data=False, ckpt_help=simclr_ckpt)
-    commands.add_subcommand("export", export)
+    commands.add_subcommand("export", export, help=EVALUATE_COMMANDS["export"])
     return parser
 
 

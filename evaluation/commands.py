@@ -95,16 +95,16 @@ def _features(inputs: EvaluationInputs, encoder: torch.nn.Module, augment_copies
     batch_size, workers = datamodule.batch_size, datamodule.hparams.num_workers
     train = LabelledTrainSplit(datamodule, include_held_out=True)
     train_features, train_labels = extract_features(
-        encoder, loader(train.dataset(), batch_size, workers), inputs.device
+        encoder, loader(train.dataset(), batch_size, workers), inputs.device, "train features"
     )
     for _ in range(augment_copies):
         copy_features, copy_labels = extract_features(
-            encoder, loader(train.dataset(augment=True), batch_size, workers), inputs.device
+            encoder, loader(train.dataset(augment=True), batch_size, workers), inputs.device, "augmented copy"
         )
         train_features = torch.cat([train_features, copy_features])
         train_labels = torch.cat([train_labels, copy_labels])
     test_features, test_labels = extract_features(
-        encoder, loader(evaluation_split(datamodule), batch_size, workers), inputs.device
+        encoder, loader(evaluation_split(datamodule), batch_size, workers), inputs.device, "test features"
     )
     return train_features, train_labels, test_features, test_labels
 
@@ -166,7 +166,7 @@ def run_linear(
         "confusion_matrix": matrix.tolist(),
     }
     write_results(folder, results)
-    print_table(f"linear evaluation -> {folder}", [{"protocol": "linear", **metrics}])
+    print_table("linear evaluation", [{"protocol": "linear", **metrics}], folder)
     return results
 
 
@@ -189,9 +189,8 @@ def run_knn(inputs: EvaluationInputs, k: int, temperature: float) -> dict[str, A
         "metrics": metrics,
     }
     write_results(inputs.output_dir, results)
-    print_table(
-        f"kNN evaluation -> {inputs.output_dir}", [{"protocol": f"kNN (k={k}, T={temperature})", **metrics}]
-    )
+    rows = [{"protocol": f"kNN (k={k}, T={temperature})", **metrics}]
+    print_table("kNN evaluation", rows, inputs.output_dir)
     return results
 
 
@@ -239,7 +238,7 @@ def run_finetune(
         "fractions": per_fraction,
     }
     write_results(inputs.output_dir, results)
-    print_table(f"fine-tuning -> {inputs.output_dir}", rows)
+    print_table("fine-tuning", rows, inputs.output_dir)
     return results
 
 
@@ -269,7 +268,7 @@ def run_export(checkpoint: Path, make_output_dir: Callable[[], Path]) -> dict[st
     meta["checkpoint"] = str(checkpoint)
     (output_dir / "encoder.json").write_text(json.dumps(meta, indent=2) + "\n")
     print_table(
-        f"export -> {output_dir}",
+        "export",
         [
             {
                 "file": "encoder.pt",
@@ -280,5 +279,6 @@ def run_export(checkpoint: Path, make_output_dir: Callable[[], Path]) -> dict[st
                 "cifar_stem": meta["cifar_stem"],
             }
         ],
+        output_dir,
     )
     return meta

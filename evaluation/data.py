@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.base import SimCLRDataModule
 from datamodules.holdout import dataset_labels
 from datamodules.transforms import ImageTransform, eval_transform, probe_transform
+from evaluation.progress import shown
 
 UNLABELED = -1
 
@@ -92,11 +93,13 @@ def loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool = 
 
 
 @torch.no_grad()
-def extract_features(encoder: nn.Module, data: DataLoader, device: torch.device) -> tuple[Tensor, Tensor]:
+def extract_features(
+    encoder: nn.Module, data: DataLoader, device: torch.device, description: str = "features"
+) -> tuple[Tensor, Tensor]:
     """float32 features [N, D] and labels [N] on the CPU, with the encoder in eval mode."""
     encoder.eval().to(device)
     features, labels = [], []
-    for images, batch_labels in data:
+    for images, batch_labels in shown(data, description):
         features.append(encoder(images.to(device, non_blocking=True)).float().cpu())
         labels.append(torch.as_tensor(batch_labels))
     return torch.cat(features), torch.cat(labels).long()

@@ -16,15 +16,25 @@ from torch.utils.data import DataLoader, Dataset
 from evaluation.data import loader
 from evaluation.linear import topk_accuracy
 from evaluation.models import EncoderClassifier
+from evaluation.progress import shown
 
 
 @dataclass(frozen=True)
 class FinetuneSettings:
-    """The fine-tuning recipe (`--finetune.*`); saved in results.json with every result."""
+    """The fine-tuning recipe (`--finetune.*`); saved in results.json with every result.
+
+    Args:
+        epochs: passes over each labelled subset.
+        batch_size: images per SGD step (the whole subset when it is smaller).
+        base_lr: learning rate for a batch of 256, scaled linearly with the batch like pretraining's.
+        momentum: Nesterov momentum of SGD.
+        weight_decay: L2 penalty on all weights.
+        num_workers: DataLoader worker processes that decode and augment the images.
+        seed: seed of the subset draw, the head's initialisation and the data order.
+    """
 
     epochs: int = 30
     batch_size: int = 256
-    # Learning rate for a batch of 256, scaled linearly with the batch like pretraining's.
     base_lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -56,7 +66,7 @@ def finetune(
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs * len(batches))
     epoch_losses = []
-    for _ in range(settings.epochs):
+    for _ in shown(range(settings.epochs), "fine-tuning epochs"):
         total, count = 0.0, 0
         for images, labels in batches:
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -77,7 +87,7 @@ def predict_logits(
     """Logits [N, C] and labels [N] of a labelled dataset, with the model in eval mode."""
     model.to(device).eval()
     logits, labels = [], []
-    for images, batch_labels in loader(data, batch_size, num_workers):
+    for images, batch_labels in shown(loader(data, batch_size, num_workers), "test predictions"):
         logits.append(model(images.to(device)).float().cpu())
         labels.append(torch.as_tensor(batch_labels))
     return torch.cat(logits), torch.cat(labels).long()

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from evaluation.progress import shown
+
 
 def topk_accuracy(logits: Tensor, labels: Tensor, k: int) -> float:
     """Fraction of samples whose label is among the k highest scores (k capped at the class count)."""
@@ -44,7 +46,7 @@ def train_linear_classifier(
     optimizer = torch.optim.AdamW(layer.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = -(-len(features) // batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
-    for _ in range(epochs):
+    for _ in shown(range(epochs), "linear classifier epochs"):
         order = torch.randperm(len(features), generator=generator).to(features.device)
         for batch in order.split(batch_size):
             loss = F.cross_entropy(layer(standardised[batch]), labels[batch])

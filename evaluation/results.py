@@ -66,15 +66,22 @@ def write_results(folder: Path, results: dict[str, Any]) -> Path:
     return path
 
 
-def print_table(title: str, rows: list[dict[str, Any]], console: Console | None = None) -> None:
-    """One row per result; floats in [0, 1] are accuracies and print as percentages."""
+def print_table(
+    title: str, rows: list[dict[str, Any]], folder: Path | None = None, console: Console | None = None
+) -> None:
+    """One row per result (floats in [0, 1] are accuracies, printed as percentages), then every file
+    written into `folder`, one full path per line: never wrapped, so each can be copied."""
+    console = console or Console()
     table = Table(title=title)
     columns = list(dict.fromkeys(key for row in rows for key in row))
     for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(*(_format(row.get(column)) for column in columns))
-    (console or Console()).print(table)
+    console.print(table)
+    if folder is not None:
+        for path in sorted(path for path in folder.rglob("*") if path.is_file()):
+            console.print(str(path), soft_wrap=True, highlight=False)
 
 
 def _format(value: Any) -> str:

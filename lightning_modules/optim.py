@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 
 OptimizerName = Literal["lars", "sgd", "adamw"]
@@ -38,6 +39,44 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
     decay_steps = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / decay_steps)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
+    """warmup_cosine per optimiser step, with its plan saved in the checkpoint so a resume can compare.
+
+    A run resumed with another --trainer.max_epochs (or batch, or warmup_epochs) follows the plan of the
+    resumed invocation, and says so in one line: the cosine is stretched or shrunk around the current
+    step, which moves the learning rate. Without this, LambdaLR would re-plan silently.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> None:
+        self.total_steps, self.warmup_steps = total_steps, warmup_steps
+        # A lambda (not a bound method): LambdaLR saves callable objects' state but not functions'.
+        super().__init__(optimizer, lambda step: warmup_cosine(step, self.total_steps, self.warmup_steps))
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        planned = self.total_steps, self.warmup_steps
+        super().load_state_dict(state_dict)  # also restores the saved plan into total_steps, warmup_steps
+        note = replanned_schedule_note(state_dict, planned[0], planned[1])
+        self.total_steps, self.warmup_steps = planned
+        if note:
+            rank_zero_info(note)
+
+
+def replanned_schedule_note(saved: dict, total_steps: int, warmup_steps: int) -> str | None:
+    """One line when the plan of a checkpoint's WarmupCosineLR (`saved`) differs from this one; else None."""
+    saved_plan = saved.get("total_steps"), saved.get("warmup_steps")
+    if None in saved_plan or saved_plan == (total_steps, warmup_steps):
+        return None
+    step, peak = int(saved["last_epoch"]), float(saved["base_lrs"][0])
+    saved_lr = peak * warmup_cosine(step, *saved_plan)  # type: ignore[arg-type]
+    new_lr = peak * warmup_cosine(step, total_steps, warmup_steps)
+    return (
+        f"Resuming at step {step}: the learning-rate schedule is re-planned from {saved_plan[0]} steps "
+        f"({saved_plan[1]} warm-up) to {total_steps} ({warmup_steps} warm-up), this run's max_epochs x "
+        f"steps per epoch, so the rate goes from {saved_lr:.4g} to {new_lr:.4g}; resume with the original "
+        "--trainer.max_epochs to keep the original schedule."
+    )
 
 
 class LARS(torch.optim.Optimizer):

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from callbacks.logging_steps import is_logging_step
 from lightning_modules.backbones import benefits_from_channels_last, build_backbone
 from lightning_modules.losses import nt_xent_logits
-from lightning_modules.optim import OptimizerName, build_optimizer, scaled_learning_rate, warmup_cosine
+from lightning_modules.optim import OptimizerName, WarmupCosineLR, build_optimizer, scaled_learning_rate
 
 
 class ProjectionHead(nn.Sequential):
@@ -205,7 +205,6 @@ class SimCLR(pl.LightningModule):
             f"peak learning rate {peak_lr:.4g} = base_lr {self.hparams.base_lr} x {images_per_step} / 256; "
             f"{warmup_steps} warm-up steps of {total_steps}."
         )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps)
-        )
+        # Says in one line when a resume re-plans it (another max_epochs): lightning_modules/optim.py.
+        scheduler = WarmupCosineLR(optimizer, total_steps, warmup_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -3,12 +3,14 @@ import re
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 import wandb
 import yaml
 
 import cli
 from cli import cli_main
+from lightning_modules.simclr import SimCLR
 from tests.run_helpers import write_image_folder
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -135,3 +137,22 @@ def test_cifar_recipe_on_a_folder_of_32px_images_trains_at_32px_and_tests_once(t
     assert saved["image_size"] == 32 and saved["mean"] == list(datamodule.mean) and len(saved["std"]) == 3
     metrics = fit.trainer.callback_metrics
     assert {"val/probe_top1", "val/knn_top1", "test/probe_top1", "test/knn_top1"} <= metrics.keys()
+
+
+def test_a_checkpoint_whose_stem_does_not_fit_is_refused_in_one_line(
+    tiny_image_folder: Path, tmp_path: Path, capsys
+) -> None:
+    """Same settings except the image size, which the datamodule links in after parsing: a 96 px
+    checkpoint has the 7x7 ImageNet stem, a 32 px run the 3x3 CIFAR stem. Checked in before_validate."""
+    other = SimCLR(backbone="resnet18", image_size=96, batch_size=4)
+    checkpoint = tmp_path / "imagenet-stem.ckpt"
+    saved = {"state_dict": other.state_dict(), "hyper_parameters": dict(other.hparams)}
+    torch.save({**saved, "pytorch-lightning_version": pl.__version__}, checkpoint)
+    arguments = [*SMOKE, "--data.root", str(tiny_image_folder), "--model.backbone", "resnet18"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["validate", *arguments, "--trainer.logger", "false", "--ckpt_path", str(checkpoint)])
+    assert exit_info.value.code == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert f"Checkpoint '{checkpoint}' does not fit this model" in line
+    assert "image_size 96 (this run: 32)" in line

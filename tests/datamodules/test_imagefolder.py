@@ -81,15 +81,20 @@ def test_every_mode_loads_as_rgb(tree: Path, file_name: str, expected_rgb: tuple
 def test_eval_samples_are_centre_crops_with_the_written_colours(tree: Path) -> None:
     datamodule = make(tree, image_size=32)
     datamodule.setup("validate")
-    images, labels = next(iter(datamodule.val_dataloader()))
+    loader = datamodule.val_dataloader()
+    images, labels = next(iter(loader))
     assert images.shape == (4, 3, 32, 32)
-    # ImageFolder sorts files: cmyk.tif, grey.png, palette.png, rgb.jpg, rgba.png per class.
+    # ImageFolder sorts files: cmyk.tif, grey.png, palette.png, rgb.jpg, rgba.png per class; the
+    # loader serves them in its seeded class-interleaved order (datamodules/sampling.py).
     expected = dict((name, rgb) for name, _, rgb in SOLID_IMAGES)
-    order = ["cmyk.tif", "grey.png", "palette.png", "rgb.jpg"]
+    files = ["cmyk.tif", "grey.png", "palette.png", "rgb.jpg", "rgba.png"]
+    first = list(loader.sampler)[:4]  # indices into cat/0-4, dog/5-9
+    order = [files[index % len(files)] for index in first]
     restored = unnormalise(images, datamodule.mean, datamodule.std)
     for image, name in zip(restored, order, strict=True):
         np.testing.assert_allclose(image, np.broadcast_to(expected[name], image.shape), atol=2)
-    assert labels.tolist() == [0, 0, 0, 0]
+    assert labels.tolist() == [index // len(files) for index in first]
+    assert set(labels.tolist()) == {0, 1}  # both classes in the first batch
     assert torch.equal(datamodule.val_dataset[0][0], datamodule.val_dataset[0][0])
 
 

@@ -1,0 +1,62 @@
+"""A resume that changes the schedule's length follows the new plan and says so in one line."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from lightning_modules.optim import WarmupCosineLR, warmup_cosine
+
+PEAK = 0.5
+
+
+def scheduler_after(steps: int, total_steps: int, warmup_steps: int) -> WarmupCosineLR:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=PEAK)
+    scheduler = WarmupCosineLR(optimizer, total_steps, warmup_steps)
+    for _ in range(steps):
+        optimizer.step()
+        scheduler.step()
+    return scheduler
+
+
+def resumed(saved: dict, total_steps: int, warmup_steps: int) -> WarmupCosineLR:
+    """What Lightning does on resume: a fresh scheduler from the new settings, then the saved state."""
+    scheduler = scheduler_after(0, total_steps, warmup_steps)
+    scheduler.load_state_dict(saved)
+    return scheduler
+
+
+@pytest.fixture
+def notes(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.INFO)
+    return caplog
+
+
+def test_a_longer_run_replans_the_cosine_and_says_how(notes) -> None:
+    saved = scheduler_after(30, total_steps=100, warmup_steps=10).state_dict()
+    scheduler = resumed(saved, total_steps=200, warmup_steps=10)
+    (line,) = [record.getMessage() for record in notes.records if "re-planned" in record.getMessage()]
+    old, new = PEAK * warmup_cosine(30, 100, 10), PEAK * warmup_cosine(30, 200, 10)
+    assert "Resuming at step 30" in line and "from 100 steps (10 warm-up) to 200 (10 warm-up)" in line
+    assert f"from {old:.4g} to {new:.4g}" in line and "--trainer.max_epochs" in line
+    scheduler.step()  # the resumed run follows the new plan, step by step
+    assert scheduler.get_last_lr()[0] == pytest.approx(PEAK * warmup_cosine(31, 200, 10))
+    # ... and records it, so a second resume with the same settings says nothing.
+    assert scheduler.state_dict()["total_steps"] == 200
+
+
+def test_a_resume_with_the_same_settings_is_silent_and_continues_the_schedule(notes) -> None:
+    saved = scheduler_after(30, total_steps=100, warmup_steps=10).state_dict()
+    scheduler = resumed(saved, total_steps=100, warmup_steps=10)
+    assert not [record for record in notes.records if "re-planned" in record.getMessage()]
+    scheduler.step()
+    assert scheduler.get_last_lr()[0] == pytest.approx(PEAK * warmup_cosine(31, 100, 10))
+
+
+def test_a_change_during_warmup_is_reported_too(notes) -> None:
+    """Both plans give the same rate in the warm-up; the difference is still announced."""
+    saved = scheduler_after(5, total_steps=100, warmup_steps=10).state_dict()
+    resumed(saved, total_steps=300, warmup_steps=10)
+    assert [record for record in notes.records if "re-planned from 100 steps" in record.getMessage()]
