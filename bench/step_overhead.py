@@ -11,7 +11,9 @@ Measures (one CPU thread, everything in this process):
                      checkpoints, kNN monitor, curves, view pairs, non-finite check, SIGTERM checkpoint,
                      views/s, run summary; AtomicCheckpointIO; no logger). Rounds alternate A, B, A, B...
   overhead_ms        per round, lightning minus plain_pytorch; the median over rounds. "lightning_bare" is
-                     Trainer.fit without callbacks, progress bar or checkpointing: Lightning's own floor.
+                     Trainer.fit without callbacks, progress bar or checkpointing: Lightning's own floor;
+                     "lightning_no_probe" has every default callback but the online probe, whose step (a
+                     linear layer and its AdamW on the features) is the largest callback's work per step.
   host_syncs_per_step, launching_ops_per_step
                      aten ops per steady step in this process (TorchDispatchMode), on non-logging steps.
   probe_flops_ratio  FLOPs of the online probe's work per step over the FLOPs of the model's training step
@@ -116,15 +118,22 @@ def default_callbacks() -> list[pl.Callback]:
 
 
 def lightning_steps(
-    batches: list[dict[str, Tensor]], log_every: int, extra: list[pl.Callback], bare: bool = False
+    batches: list[dict[str, Tensor]],
+    log_every: int,
+    extra: list[pl.Callback],
+    bare: bool = False,
+    probe: bool = True,
 ) -> StepClock:
-    """bare: Lightning's own loop only (no callbacks, no progress bar, no checkpointing): its floor."""
+    """bare: Lightning's own loop only (no callbacks, no progress bar, no checkpointing): its floor.
+    probe: False leaves out the online probe of the default callbacks.
+    """
     clock = StepClock()
+    defaults = [c for c in default_callbacks() if probe or not isinstance(c, OnlineLinearProbe)]
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = pl.Trainer(
             accelerator="cpu", devices=1, max_steps=len(batches), logger=False, limit_val_batches=0,
             num_sanity_val_steps=0, enable_model_summary=False, log_every_n_steps=log_every,
-            callbacks=[clock, *([] if bare else default_callbacks()), *extra], default_root_dir=run_dir,
+            callbacks=[clock, *([] if bare else defaults), *extra], default_root_dir=run_dir,
             plugins=[] if bare else [AtomicCheckpointIO()], enable_checkpointing=not bare,
             enable_progress_bar=not bare,
         )  # fmt: skip
@@ -265,15 +274,18 @@ def main() -> None:
     config = f"linear encoder, batch {args.batch}, log_every_n_steps {args.log_every}"
     rows: list[dict[str, Any]] = []
     if "overhead" in measures:
-        plain, lightning, bare = [], [], []
-        for _ in range(args.rounds):  # interleaved: A, B, C, A, B, C ...
+        plain, lightning, no_probe, bare = [], [], [], []
+        for _ in range(args.rounds):  # interleaved: A, B, C, D, A, B, C, D ...
             plain.append(ms_per_step(plain_steps(batches), args.warmup, args.steps))
             clock = lightning_steps(batches, args.log_every, [])
             lightning.append(ms_per_step(clock.starts, args.warmup, args.steps))
+            clock = lightning_steps(batches, args.log_every, [], probe=False)
+            no_probe.append(ms_per_step(clock.starts, args.warmup, args.steps))
             clock = lightning_steps(batches, args.log_every, [], bare=True)
             bare.append(ms_per_step(clock.starts, args.warmup, args.steps))
         figures = [("step_ms", "plain_pytorch", statistics.median(plain))]
-        for pipeline, times in (("lightning", lightning), ("lightning_bare", bare)):
+        pipelines = (("lightning", lightning), ("lightning_no_probe", no_probe), ("lightning_bare", bare))
+        for pipeline, times in pipelines:
             overhead = statistics.median(b - a for a, b in zip(plain, times, strict=True))
             figures += [("step_ms", pipeline, statistics.median(times)), ("overhead_ms", pipeline, overhead)]
         for measure, pipeline, figure in figures:
@@ -287,7 +299,7 @@ def main() -> None:
         rows += probe_costs(args.probe_batch, args.rounds)
     for row in rows:
         figure = row.get("ms_per_step", row.get("value"))
-        print(f"{row['measure']:24s} {row['pipeline']:16s} {figure:10.4g}   ({row['config']})")
+        print(f"{row['measure']:24s} {row['pipeline']:18s} {figure:10.4g}   ({row['config']})")
     if args.json:
         environment = {
             "torch": torch.__version__, "lightning": pl.__version__, "python": platform.python_version(),

@@ -113,7 +113,11 @@ class OnlineLinearProbe(pl.Callback):
         classifier.load_state_dict(trainer.strategy.broadcast(classifier.state_dict(), src=0))
         self.classifier = classifier.to(pl_module.device)
         # Fused: one kernel per step, the step count kept on the device (the default implementation reads it
-        # on the host), and a device-side skip of the step (found_inf) for batches without labels.
+        # on the host), and a device-side skip of the step (found_inf) for batches without labels. On one CPU
+        # thread it is also the fastest: 0.13 ms per probe step against 0.19 (single-tensor) and 0.23
+        # (foreach), for a 64 -> 10 probe on 16 rows (11:41 UTC, load 1.7). All three also pay, under
+        # Lightning on a machine without a GPU, ~0.1 ms per step in Adam.step's CUDA-graph check, which
+        # asks NVML for the device count each time until CUDA is initialised (never, on such a machine).
         self.optimizer = torch.optim.AdamW(
             self.classifier.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True
         )

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
+from callbacks.finite_loss import MAX_UNCHECKED_STEPS, NonFiniteLossError, StopOnNonFiniteLoss
 from tests.op_counts import count_aten_ops
 
 
@@ -27,6 +27,7 @@ def test_a_non_finite_loss_is_reported_with_its_step_before_any_checkpoint_is_sa
 
     counts = count_aten_ops(steps)
     assert counts.host_syncs() == 0  # none of these steps logs, so nothing is read on the host
+    assert counts.launching() == 0  # nor does the device work for the check between logging steps
     with pytest.raises(NonFiniteLossError, match=r"became nan at step 3 .*No checkpoint had been saved yet"):
         callback.on_save_checkpoint(fake_trainer(5), None, {})
 
@@ -43,3 +44,23 @@ def test_a_logging_step_reports_the_non_finite_loss() -> None:
     callback.on_train_batch_end(fake_trainer(9), None, torch.tensor(float("-inf")), None, 8)
     with pytest.raises(NonFiniteLossError, match="became -inf at step 9"):
         callback.on_train_batch_end(fake_trainer(10), None, torch.tensor(1.0), None, 9)
+
+
+def test_a_found_non_finite_loss_is_reported_again_at_every_later_check() -> None:
+    callback = StopOnNonFiniteLoss()
+    callback.on_train_batch_end(fake_trainer(1), None, torch.tensor(float("nan")), None, 0)
+    for _ in range(2):  # e.g. the checkpoint written on SIGTERM after the first report
+        with pytest.raises(NonFiniteLossError, match="became nan at step 1"):
+            callback.on_save_checkpoint(fake_trainer(2), None, {})
+
+
+def test_a_run_that_never_logs_is_checked_every_max_unchecked_steps() -> None:
+    callback = StopOnNonFiniteLoss()
+    never_logs = {"log_every_n_steps": 0, "num_training_batches": 10 * MAX_UNCHECKED_STEPS}
+    callback.on_train_batch_end(fake_trainer(1), None, torch.tensor(float("inf")), None, 0)
+    for index in range(1, MAX_UNCHECKED_STEPS - 1):
+        trainer = SimpleNamespace(**{**vars(fake_trainer(index + 1)), **never_logs})
+        callback.on_train_batch_end(trainer, None, torch.tensor(1.0), None, index)
+    trainer = SimpleNamespace(**{**vars(fake_trainer(MAX_UNCHECKED_STEPS)), **never_logs})
+    with pytest.raises(NonFiniteLossError, match="became inf at step 1 "):
+        callback.on_train_batch_end(trainer, None, torch.tensor(1.0), None, MAX_UNCHECKED_STEPS - 1)
