@@ -25,7 +25,8 @@ import os
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -67,10 +68,16 @@ def explain_missing_files(dataset_name: str, root: str, what_to_provide: str) ->
     """Turns torchvision's download/integrity failures into one actionable message.
 
     URLError is an OSError; torchvision raises RuntimeError for missing or corrupted (md5) files.
+    A failed attempt leaves no litter: folders that did not exist before it (torchvision creates the
+    root to download into) are removed again while they are empty.
     """
+    created = [folder for folder in (Path(root), *Path(root).parents) if not folder.exists()]
     try:
         yield
     except (OSError, RuntimeError) as err:
+        for folder in created:  # deepest first; rmdir refuses a folder that holds anything
+            with suppress(OSError):
+                folder.rmdir()
         raise MissingDatasetError(
             f"{dataset_name} files are missing or corrupted in '{root}' ({type(err).__name__}: {err}). "
             f"Put {what_to_provide} into '{root}', or run once with download=True on a machine with "

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -172,3 +173,17 @@ def test_missing_file_errors_say_where_and_what_to_put(error: Exception) -> None
     message = str(raised.value)
     assert "/data/toy" in message and "'toy/'" in message and str(error) in message
     assert "download=True" in message and raised.value.__cause__ is error
+
+
+def test_a_failed_download_leaves_no_empty_folders_behind(tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    root = tmp_path / "data" / "cifar10"
+    with pytest.raises(MissingDatasetError), explain_missing_files("Toy", str(root), "'toy/'"):
+        root.mkdir(parents=True)  # what torchvision does before it tries to download
+        raise OSError("no route to host")
+    assert not (tmp_path / "data").exists() and kept.is_dir()
+    (root / "partial").mkdir(parents=True)
+    with pytest.raises(MissingDatasetError), explain_missing_files("Toy", str(root), "'toy/'"):
+        raise OSError("no route to host")
+    assert (root / "partial").is_dir()  # a folder that existed before is never touched
