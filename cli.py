@@ -63,6 +63,8 @@ class SimCLRCLI(LightningCLI):
         # Added as their own config sections (not trainer.callbacks) so that a config file listing
         # extra callbacks cannot silently drop the probe or the checkpointing.
         parser.add_lightning_class_args(OnlineLinearProbe, "probe")
+        # The datamodule makes the weak probe view only for the probe that reads it: one flag for both.
+        parser.link_arguments("probe.features", "data.init_args.probe_view", compute_fn=reads_probe_view)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -195,6 +197,11 @@ class SaveAndLogConfig(SaveConfigCallback):
         record = {"config": config.as_dict(), "code": code_version()}
         for logger in trainer.loggers:
             logger.log_hyperparams(record)
+
+
+def reads_probe_view(features: str) -> bool:
+    """Whether the online probe with these `features` reads batch["probe_view"]."""
+    return features == "probe_view"
 
 
 def check_devices_exist(accelerator: object, devices: object) -> None:

@@ -175,6 +175,7 @@ class ImageFolderDataModule(SimCLRDataModule):
         solarize_p: float = 0.0,
         compile_augment: bool = False,
         view_path: ViewPath = "auto",
+        probe_view: bool = False,
     ) -> None:
         # Nothing to download: the images are the user's own.
         super().__init__(
@@ -191,6 +192,7 @@ class ImageFolderDataModule(SimCLRDataModule):
             solarize_p=solarize_p,
             compile_augment=compile_augment,
             view_path=view_path,
+            probe_view=probe_view,
         )
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean={mean} and std={std} need 3 values (R, G, B); std must be > 0.")
