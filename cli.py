@@ -63,8 +63,6 @@ class SimCLRCLI(LightningCLI):
         # Added as their own config sections (not trainer.callbacks) so that a config file listing
         # extra callbacks cannot silently drop the probe or the checkpointing.
         parser.add_lightning_class_args(OnlineLinearProbe, "probe")
-        # The datamodule makes the weak probe view only for the probe that reads it: one flag for both.
-        parser.link_arguments("probe.features", "data.init_args.probe_view", compute_fn=reads_probe_view)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -108,6 +106,7 @@ class SimCLRCLI(LightningCLI):
         if self.subcommand == "fit" and config.get("ckpt_path") == "last" and not os.environ.get(RUN_DIR_ENV):
             resolve_last_checkpoint(trainer.default_root_dir, config.checkpoint.dirpath)
         check_devices_exist(trainer.accelerator, trainer.devices)
+        turn_on_probe_view(config)
         run_dir = str(resolve_run_dir(self.subcommand, trainer.default_root_dir, resuming))
         trainer.default_root_dir = run_dir
         if trainer.enable_progress_bar is False:
@@ -199,9 +198,17 @@ class SaveAndLogConfig(SaveConfigCallback):
             logger.log_hyperparams(record)
 
 
-def reads_probe_view(features: str) -> bool:
-    """Whether the online probe with these `features` reads batch["probe_view"]."""
-    return features == "probe_view"
+def turn_on_probe_view(config: Namespace) -> None:
+    """`--probe.features probe_view` alone is enough: the datamodule then makes the view that probe reads.
+
+    Not a jsonargparse link: a link would silently override an explicit `--data.probe_view true`, which
+    other readers of the view may need with the default probe. Datamodules without the argument are
+    left alone (the probe then says which argument is missing).
+    """
+    init_args = config.data.get("init_args") if isinstance(config.get("data"), Namespace) else None
+    takes_it = isinstance(init_args, Namespace) and "probe_view" in init_args
+    if config.probe.features == "probe_view" and takes_it:
+        init_args.probe_view = True
 
 
 def check_devices_exist(accelerator: object, devices: object) -> None:

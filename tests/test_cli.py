@@ -111,3 +111,18 @@ def test_a_run_that_fails_mid_training_closes_its_wandb_run(tiny_image_folder: P
     with pytest.raises(SystemExit):
         cli_main(["fit", *SMOKE, "--data.root", str(tiny_image_folder), *diverging])
     assert wandb.run is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "made"),
+    [
+        ([], False),  # the default probe trains on the training views: no probe view is made
+        (["--probe.features", "probe_view"], True),  # one flag: the datamodule makes what the probe reads
+        (["--data.probe_view", "true"], True),  # asked for directly, for other readers of the view
+    ],
+)
+def test_the_probe_view_is_made_only_when_something_reads_it(
+    tiny_image_folder: Path, flags: list[str], made: bool
+) -> None:
+    parsed = cli_main([*SMOKE, "--data.root", str(tiny_image_folder), *flags], run=False)
+    assert parsed.datamodule.probe_view is made
