@@ -89,6 +89,10 @@ class SimCLRCLI(LightningCLI):
         parser.add_lightning_class_args(KNNMonitor, "knn_monitor")
         parser.add_lightning_class_args(TrainingCurves, "curves")
         parser.add_lightning_class_args(ViewPairsGrid, "view_pairs")
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True,
+            help="after fit, test the final weights once (test/probe_top1, test/knn_top1)",
+        )  # fmt: skip
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         super().parse_arguments(parser, args)
@@ -136,6 +140,14 @@ class SimCLRCLI(LightningCLI):
                 section.dirpath = str(Path(run_dir) / "checkpoints")
 
     def before_fit(self) -> None:
+        # What the datamodule worked out itself (an image folder's native size and pixel statistics) goes
+        # into the config.yaml saved at the start of fit, so a rerun or evaluate.py need not re-estimate.
+        resolved = getattr(self.datamodule, "resolved_arguments", None)
+        if callable(resolved):
+            init_args = self.config[self.subcommand].data.init_args
+            for name, value in resolved().items():
+                if init_args.get(name) is None:
+                    init_args[name] = value
         # Checked here, before DDP starts one process per device, rather than in each of them.
         check_encoder_takes(self.model.encoder, self.datamodule.image_size, self.model.hparams.backbone)
         global_batch, world_size = self.datamodule.batch_size, self.trainer.world_size
@@ -145,6 +157,18 @@ class SimCLRCLI(LightningCLI):
                 f"--data.batch_size {global_batch} (the global batch) is not divisible by the {world_size} "
                 f"devices x nodes; use a multiple of {world_size}, e.g. {smaller} or {smaller + world_size}."
             )
+
+    def after_fit(self) -> None:
+        """The test split, evaluated once with the final weights after val/* has done the selecting.
+
+        A run stopped by SIGTERM or a non-finite loss never gets here; an interrupted one is skipped.
+        """
+        if self.config[self.subcommand].get("test_after_fit", True) and not self.trainer.interrupted:
+            fit_metrics = dict(self.trainer.callback_metrics)
+            self.trainer.test(self.model, datamodule=self.datamodule)
+            # test() starts its metrics afresh; fit's (val/*, train/*) stay readable beside test/*.
+            tested = self.trainer.callback_metrics
+            tested.update({name: value for name, value in fit_metrics.items() if name not in tested})
 
     def _instantiate_trainer(self, config: dict, callbacks: list[Callback]) -> Trainer:
         """Adds what every run needs, whatever callbacks and plugins a config file lists."""

@@ -111,6 +111,8 @@ def build_datamodule(inputs: SourceInputs, path: str | None = None) -> SimCLRDat
         "download": False,
         "num_workers": inputs.workers,
         "batch_size": inputs.batch_size,
+        # The benchmark times training views; a validation slice of a small subset would only shrink it.
+        "val_holdout": 0,
         **inputs.datamodule_args,
         **path_override(datamodule_class, path),
     }

@@ -21,7 +21,11 @@ from evaluation.knn import knn_predict
 
 
 class KNNMonitor(pl.Callback):
-    """Logs ``val/knn_top1`` every ``every_n_epochs`` epochs and at the last epoch.
+    """Logs ``val/knn_top1`` every ``every_n_epochs`` epochs and at the last epoch (``test/knn_top1``
+    under ``trainer.test``, always).
+
+    The bank holds labelled training images only: the held-out validation slice (label -1 in
+    ``train_images()``) never enters it.
 
     Under DDP each rank encodes its share of the bank, the shares are gathered so every rank holds
     the whole bank, each rank scores its own validation samples, and the hit counts are summed.
@@ -113,6 +117,27 @@ class KNNMonitor(pl.Callback):
             self._queries.append((outputs["features"].float(), outputs["labels"]))
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log_accuracy(trainer, pl_module, "val")
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._queries = []
+        self._bank = self._encode_bank(trainer, pl_module) if self.every_n_epochs > 0 else None
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self.on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log_accuracy(trainer, pl_module, "test")
+
+    def _log_accuracy(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> None:
         if self._bank is None:
             return
         bank_features, bank_labels = self._bank
@@ -126,5 +151,7 @@ class KNNMonitor(pl.Callback):
         hits = trainer.strategy.reduce(hits, reduce_op="sum")
         accuracy = hits[0] / hits[1].clamp(min=1)
         # Equal on every rank after the sum; "max" of equal values is exact and keeps Lightning quiet.
-        pl_module.log("val/knn_top1", accuracy, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
+        pl_module.log(
+            f"{split}/knn_top1", accuracy, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max"
+        )
         self._bank, self._queries = None, []

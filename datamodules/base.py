@@ -31,12 +31,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.gpu_augment import AugmentConfig, BatchViewAugmenter
+from datamodules.holdout import (
+    HeldOutLabelsHidden,
+    HeldOutSplit,
+    dataset_labels,
+    holdout_count,
+    stratified_holdout,
+    warn_validating_on_test,
+)
 from datamodules.pil_views import PilProbeView, PilSimCLRView, SimCLRTrainingDataset
 from datamodules.sampling import ResumableBatchSampler, ResumableSampler
 from datamodules.transforms import ImageTransform, Triple, eval_transform
@@ -86,6 +95,8 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
 
     # Side of every image of a fixed-size dataset; None when the dataset's images vary in size.
     native_image_size: int | None = None
+    # Held out of the labelled training split where there is no validation split (datamodules/holdout.py).
+    default_val_holdout: float = 0.1
 
     def __init__(
         self,
@@ -103,6 +114,8 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         compile_augment: bool = False,
         view_path: ViewPath = "auto",
         probe_view: bool = False,
+        val_holdout: float | None = None,
+        val_holdout_seed: int = 0,
     ) -> None:
         """`view_path`: "auto" (the faster path where the views are made, see the module docstring),
         "batched" or "per_image". `gpu_augment` is its deprecated alias.
@@ -162,6 +175,11 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         self.test_dataset: Dataset | None = None
         # (epoch, batches already trained in it) from a checkpoint; the next training loader starts there.
         self._resume_position: tuple[int, int] | None = None
+        # Plain attributes: subclasses with their own __init__ pass them on.
+        self.val_holdout = self.default_val_holdout if val_holdout is None else val_holdout
+        self.val_holdout_seed = val_holdout_seed
+        self._training_split: Dataset | None = None
+        self._held_out: np.ndarray | None = None
 
     # ----- what subclasses provide -------------------------------------------------------------------
     @property
@@ -198,13 +216,38 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             raise NotImplementedError(f"{type(self).__name__} must say whether its images share one size.")
         return [(side, side)]
 
-    def train_images(self) -> Dataset:
+    def has_validation_split(self) -> bool:
+        """False where the dataset ships only train and test; a slice of train then validates."""
+        return False
+
+    def train_images(self, include_held_out: bool = False) -> Dataset:
         """(PIL image, label) pairs of the training split, label -1 when unlabeled.
 
-        Public for the evaluation protocols (linear, kNN, fine-tuning, the kNN monitor), which read
-        the training images with their own transforms instead of the SimCLR views.
+        The held-out validation images carry -1 too, so neither the online probe nor the kNN bank learns
+        from them; `include_held_out` restores their labels for protocols that report on the test split
+        and select nothing (evaluate.py's linear, kNN and fine-tuning, as the published protocols do).
+        Public for the evaluation protocols, which read the training images with their own transforms.
         """
-        return self._pretrain_images()
+        held_out = self.held_out_indices()
+        if include_held_out or held_out is None:
+            return self._loaded_training_split()
+        return HeldOutLabelsHidden(self._loaded_training_split(), held_out)
+
+    def held_out_indices(self) -> np.ndarray | None:
+        """Sorted indices into the training split of the validation slice; None when there is none."""
+        if self.has_validation_split() or self.val_holdout == 0:
+            return None
+        if self._held_out is None:
+            labels = dataset_labels(self._loaded_training_split())
+            count = holdout_count(self.val_holdout, int((labels >= 0).sum()))
+            self._held_out = stratified_holdout(labels, count, self.val_holdout_seed)
+        return self._held_out
+
+    def _loaded_training_split(self) -> Dataset:
+        """The subclass's training split, read once for the loaders and the held-out slice."""
+        if self._training_split is None:
+            self._training_split = self._pretrain_images()
+        return self._training_split
 
     # ----- derived properties ------------------------------------------------------------------------
     @property
@@ -240,7 +283,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
                 self._build_train_dataset() if cacheable is None else self._build_cached_images(cacheable)
             )
         if stage in (None, "fit", "validate") and self.val_dataset is None:
-            self.val_dataset = self._eval_images("val", evaluation)
+            self.val_dataset = self._validation_images(evaluation)
         if stage in (None, "test") and self.test_dataset is None:
             self.test_dataset = self._eval_images("test", evaluation)
 
@@ -273,7 +316,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
                     "are not antialiased, so auto keeps the per-image path for large downscaling"
                 )
             else:
-                images = self._pretrain_images()
+                images = self.train_images()
                 count = len(images)  # type: ignore[arg-type]
                 needed, available = 3 * width * height * count, _available_memory()
                 where = "on the CPU" if device.type == "cpu" else f"on {device}"
@@ -287,6 +330,14 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         self.view_path_used = f"{'batched' if images is not None else 'per_image'} ({reason})"
         rank_zero_info(f"Training views: {self.view_path_used}")
         return images
+
+    def _validation_images(self, transform: ImageTransform) -> Dataset:
+        held_out = self.held_out_indices()
+        if held_out is not None:
+            return HeldOutSplit(self.train_images(include_held_out=True), held_out, transform)
+        if not self.has_validation_split():
+            warn_validating_on_test(type(self).__name__)
+        return self._eval_images("val", transform)
 
     def _check_enough_images(self, count: int) -> None:
         if count < self.batch_size:
@@ -310,7 +361,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         )
 
     def _build_train_dataset(self) -> SimCLRTrainingDataset:
-        images = self._pretrain_images()
+        images = self.train_images()
         self._check_enough_images(len(images))  # type: ignore[arg-type]
         view = PilSimCLRView(AugmentConfig.simclr(**self._view_settings()))
         # The rank seeds the views: every rank starts from the same seed (see ProcessGenerator).

@@ -33,6 +33,8 @@ class CIFAR10DataModule(SimCLRDataModule):
     """CIFAR-10 at 32 px (the SimCLR paper's small-image setting: no blur)."""
 
     native_image_size = 32
+    # The usual CIFAR validation slice (5,000 of 50,000), as in the SimCLR paper's hyper-parameter search.
+    default_val_holdout = 5000
     dataset_class: type[CIFAR10] = CIFAR10
     display_name = "CIFAR-10"
     archive_name = "cifar-10-python.tar.gz"
@@ -72,7 +74,7 @@ class CIFAR10DataModule(SimCLRDataModule):
             return self.dataset_class(self.root, train=True, download=False)
 
     def _eval_images(self, split: EvalSplit, transform: ImageTransform) -> Dataset:
-        # CIFAR has no separate validation split; the test split is the standard SimCLR evaluation.
+        # CIFAR has no validation split: "val" is the test split only with --data.val_holdout 0.
         with self._missing_files_explained():
             return self.dataset_class(self.root, train=False, transform=transform, download=False)
 

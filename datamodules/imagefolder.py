@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -16,13 +16,12 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from datamodules.base import EvalSplit, SimCLRDataModule, ViewPath
+from datamodules.folder_stats import distinct_sizes, estimate_mean_std, folder_native_size, image_files
 from datamodules.transforms import ImageTransform, Triple
 from reliability.errors import UserError
 
 # PIL's modes for single-channel 16-bit images (16-bit PNGs and TIFFs open in one of these).
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-IMAGENET_MEAN: Triple = (0.485, 0.456, 0.406)
-IMAGENET_STD: Triple = (0.229, 0.224, 0.225)
 EXPECTED_LAYOUT = (
     "Expected layout: <root>/train/<class_name>/<image files> and <root>/val/<class_name>/... "
     "(or <root>/test/...), with the same class folders in every split."
@@ -156,7 +155,10 @@ def scan_layout(root: Path) -> FolderLayout:
 class ImageFolderDataModule(SimCLRDataModule):
     """Images of any size and mode; the test split is root/test when it exists, else root/val.
 
-    mean/std default to ImageNet's; pass your dataset's statistics when it looks very different.
+    When every image is one square size, that is the native size: image_size defaults to it (and with it
+    the stem), and evaluation keeps every pixel. Otherwise image_size must be given. mean/std, when not
+    given, are estimated from a seeded sample of the training images (train.py saves them in config.yaml).
+    Without root/val, a stratified slice of root/train validates (val_holdout, default 10%).
     """
 
     def __init__(
@@ -164,19 +166,25 @@ class ImageFolderDataModule(SimCLRDataModule):
         root: str,
         batch_size: int,
         num_workers: int = 8,
-        image_size: int = 224,
+        image_size: int | None = None,
         jitter_strength: float = 1.0,
         min_crop_scale: float = 0.08,
         blur: bool | None = None,
         pin_memory: bool = True,
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
         gpu_augment: bool | None = None,
         solarize_p: float = 0.0,
         compile_augment: bool = False,
         view_path: ViewPath = "auto",
         probe_view: bool = False,
+        val_holdout: float | None = None,
+        val_holdout_seed: int = 0,
     ) -> None:
+        layout = scan_layout(Path(root))
+        self.native_image_size = folder_native_size(
+            list(dict.fromkeys([layout.train_dir, layout.val_dir, layout.test_dir])), image_size
+        )
         # Nothing to download: the images are the user's own.
         super().__init__(
             root,
@@ -193,15 +201,17 @@ class ImageFolderDataModule(SimCLRDataModule):
             compile_augment=compile_augment,
             view_path=view_path,
             probe_view=probe_view,
+            val_holdout=val_holdout,
+            val_holdout_seed=val_holdout_seed,
         )
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        self.layout = layout
+        if (mean is None) != (std is None):
+            raise ValueError("--data.mean and --data.std go together: give both, or neither (estimated).")
+        if mean is not None and (len(mean) != 3 or len(std) != 3 or min(std) <= 0):
             raise ValueError(f"mean={mean} and std={std} need 3 values (R, G, B); std must be > 0.")
-        self._mean: Triple = (float(mean[0]), float(mean[1]), float(mean[2]))
-        self._std: Triple = (float(std[0]), float(std[1]), float(std[2]))
-
-    @cached_property
-    def layout(self) -> FolderLayout:
-        return scan_layout(Path(self.root))
+        self._statistics: tuple[Triple, Triple] | None = (
+            None if mean is None else (_triple(mean), _triple(std))  # type: ignore[arg-type]
+        )
 
     @property
     def class_names(self) -> list[str]:
@@ -209,11 +219,24 @@ class ImageFolderDataModule(SimCLRDataModule):
 
     @property
     def mean(self) -> Triple:
-        return self._mean
+        return self._pixel_statistics()[0]
 
     @property
     def std(self) -> Triple:
-        return self._std
+        return self._pixel_statistics()[1]
+
+    def _pixel_statistics(self) -> tuple[Triple, Triple]:
+        """Estimated once, on first use, from a sample seeded alike on every rank."""
+        if self._statistics is None:
+            self._statistics = estimate_mean_std(list(image_files([self.layout.train_dir])))
+        return self._statistics
+
+    def resolved_arguments(self) -> dict[str, object]:
+        """The arguments this datamodule worked out itself, for config.yaml: a rerun needs no re-estimate."""
+        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+
+    def has_validation_split(self) -> bool:
+        return (Path(self.root) / "val").is_dir()
 
     @cached_property
     def _train_folder(self) -> ImageFolder:
@@ -225,7 +248,7 @@ class ImageFolderDataModule(SimCLRDataModule):
 
     def _training_image_sizes(self) -> list[tuple[int, int]]:
         """Read from the file headers, without decoding; stops at the second size found."""
-        return distinct_image_sizes(path for path, _ in self._train_folder.samples)
+        return [size for size, _ in distinct_sizes(path for path, _ in self._train_folder.samples)]
 
     def _eval_images(self, split: EvalSplit, transform: ImageTransform) -> Dataset:
         split_dir = self.layout.val_dir if split == "val" else self.layout.test_dir
@@ -263,24 +286,8 @@ class _ImageFolderOnce(ImageFolder):
         return samples
 
 
-def distinct_image_sizes(paths: Iterable[str], limit: int = 2) -> list[tuple[int, int]]:
-    """The first `limit` distinct (width, height) among the images, in file order.
-
-    PIL reads only the header on open, so a folder of one size costs one small read per file; the
-    usual mixed-size folder stops after a few files.
-    """
-    sizes: list[tuple[int, int]] = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                size = image.size
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            size = load_rgb(path).size  # raises the one-line error that names the file
-        if size not in sizes:
-            sizes.append(size)
-            if len(sizes) == limit:
-                break
-    return sizes
+def _triple(values: tuple[float, float, float]) -> Triple:
+    return (float(values[0]), float(values[1]), float(values[2]))
 
 
 def _image_folder(split_dir: Path, transform: ImageTransform | None) -> ImageFolder:

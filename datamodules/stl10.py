@@ -52,6 +52,6 @@ class STL10DataModule(SimCLRDataModule):
             return STL10(self.root, split="train+unlabeled", download=False)
 
     def _eval_images(self, split: EvalSplit, transform: ImageTransform) -> Dataset:
-        # STL-10 has no validation split; its test split is the standard evaluation.
+        # STL-10 has no validation split: "val" is the test split only with --data.val_holdout 0.
         with self._missing_files_explained():
             return STL10(self.root, split="test", transform=transform, download=False)

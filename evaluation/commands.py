@@ -93,7 +93,7 @@ def _features(inputs: EvaluationInputs, encoder: torch.nn.Module, augment_copies
     """Train features (evaluation view, plus `augment_copies` crop + flip copies) and test features."""
     datamodule = inputs.datamodule
     batch_size, workers = datamodule.batch_size, datamodule.hparams.num_workers
-    train = LabelledTrainSplit(datamodule)
+    train = LabelledTrainSplit(datamodule, include_held_out=True)
     train_features, train_labels = extract_features(
         encoder, loader(train.dataset(), batch_size, workers), inputs.device
     )
@@ -200,7 +200,7 @@ def run_finetune(
 ) -> dict[str, Any]:
     """One fine-tuning per label fraction, each from the same starting weights."""
     datamodule = inputs.datamodule
-    train = LabelledTrainSplit(datamodule)
+    train = LabelledTrainSplit(datamodule, include_held_out=True)
     test = evaluation_split(datamodule)
     rows, per_fraction = [], {}
     for fraction in fractions:

@@ -14,25 +14,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import SimCLRDataModule
+from datamodules.holdout import dataset_labels
 from datamodules.transforms import ImageTransform, eval_transform, probe_transform
 
 UNLABELED = -1
-
-
-def dataset_labels(dataset: Dataset) -> np.ndarray:
-    """Every label of a dataset without decoding its images, when the dataset keeps them in a list.
-
-    torchvision's ImageFolder and CIFAR keep `targets`, STL-10 keeps `labels`, ConcatDataset chains
-    its parts; anything else is read sample by sample (slow, but correct).
-    """
-    for attribute in ("targets", "labels"):
-        labels = getattr(dataset, attribute, None)
-        if labels is not None:
-            return np.asarray(labels, dtype=np.int64)
-    parts = getattr(dataset, "datasets", None)
-    if parts is not None:
-        return np.concatenate([dataset_labels(part) for part in parts])
-    return np.asarray([int(dataset[index][1]) for index in range(len(dataset))], dtype=np.int64)  # type: ignore[arg-type]
 
 
 class TransformedSubset(Dataset):
@@ -55,11 +40,14 @@ class TransformedSubset(Dataset):
 
 
 class LabelledTrainSplit:
-    """The labelled part of a datamodule's training split (STL-10's unlabeled images are left out)."""
+    """The labelled part of a datamodule's training split (STL-10's unlabeled images are left out).
 
-    def __init__(self, datamodule: SimCLRDataModule) -> None:
+    Without `include_held_out` the held-out validation slice is left out too (the kNN monitor's bank).
+    """
+
+    def __init__(self, datamodule: SimCLRDataModule, include_held_out: bool = False) -> None:
         self.datamodule = datamodule
-        self.images = datamodule.train_images()
+        self.images = datamodule.train_images(include_held_out=include_held_out)
         self.all_labels = dataset_labels(self.images)
         self.indices = np.flatnonzero(self.all_labels != UNLABELED)
         if len(self.indices) == 0:

@@ -9,6 +9,7 @@ import yaml
 
 import cli
 from cli import cli_main
+from tests.run_helpers import write_image_folder
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMOKE = ["--config", str(CONFIGS / "imagefolder.yaml"), "--config", str(CONFIGS / "cpu-smoke.yaml")]
@@ -126,3 +127,26 @@ def test_the_probe_view_is_made_only_when_something_reads_it(
 ) -> None:
     parsed = cli_main([*SMOKE, "--data.root", str(tiny_image_folder), *flags], run=False)
     assert parsed.datamodule.probe_view is made
+
+
+def test_cifar_recipe_on_a_folder_of_32px_images_trains_at_32px_and_tests_once(tmp_path: Path) -> None:
+    """The README's one-flag swap on a train/test folder: native size, CIFAR stem, held-out validation,
+    estimated statistics saved in config.yaml, and one test pass with the final weights after fit."""
+    classes = ("a", "b", "c", "d")
+    root = write_image_folder(tmp_path / "cifar_like", classes, 12, val_per_class=4, image_side=32)
+    (root / "val").rename(root / "test")
+    fit = cli_main([
+        "fit", "--config", str(CONFIGS / "cifar10.yaml"), "--data", "ImageFolderDataModule",
+        "--data.root", str(root), "--data.batch_size", "16", "--data.num_workers", "0",
+        "--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--trainer.max_epochs", "1",
+        "--trainer.logger", "false", "--knn_monitor.bank_size", "64",
+    ])  # fmt: skip
+    model, datamodule = fit.model, fit.datamodule
+    assert model.hparams.image_size == 32 and model.hparams.backbone == "resnet18"
+    assert model.encoder.conv1.kernel_size == (3, 3) and isinstance(model.encoder.maxpool, torch.nn.Identity)
+    assert datamodule.hparams.jitter_strength == 0.5 and datamodule.hparams.blur is False  # the recipe's
+    assert len(datamodule.val_dataset) == 5  # 10% of the 48 training images
+    saved = yaml.safe_load((only_run_folder() / "config.yaml").read_text())["data"]["init_args"]
+    assert saved["image_size"] == 32 and saved["mean"] == list(datamodule.mean) and len(saved["std"]) == 3
+    metrics = fit.trainer.callback_metrics
+    assert {"val/probe_top1", "val/knn_top1", "test/probe_top1", "test/knn_top1"} <= metrics.keys()

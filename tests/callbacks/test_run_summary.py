@@ -21,7 +21,7 @@ def test_data_line_counts_training_images_on_both_view_paths(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, view_path: str
 ) -> None:
     root = write_cifar10(tmp_path, monkeypatch).root
-    datamodule = CIFAR10DataModule(str(root), batch_size=8, num_workers=0, view_path=view_path)
+    datamodule = CIFAR10DataModule(str(root), batch_size=8, num_workers=0, view_path=view_path, val_holdout=0)
     datamodule.setup("fit")
     # 20 images make 2 batches of 8: the batched training set must not report 2.
     assert _data_line(datamodule).endswith(

@@ -130,7 +130,7 @@ def test_train_loader_yields_full_contract_batches_and_drops_the_last_partial_on
 
 
 def test_eval_loaders_keep_every_sample_in_order() -> None:
-    datamodule = InMemoryDataModule(batch_size=4)
+    datamodule = InMemoryDataModule(batch_size=4, val_holdout=0)  # 0: validate on the "val" split
     datamodule.setup("validate")
     datamodule.setup("test")
     assert datamodule.built_eval_splits == ["val", "test"] and datamodule.train_dataset is None

@@ -37,8 +37,10 @@ def test_train_split_pretrains_and_test_split_evaluates(
 ) -> None:
     torch.manual_seed(0)
     written: WrittenDataset = request.getfixturevalue(fixture)
+    # val_holdout=0: the old protocol, validation on the test split (tests/datamodules/test_holdout.py
+    # covers the held-out slice).
     datamodule = module_class(
-        str(written.root), batch_size=8, num_workers=0, pin_memory=False, view_path="per_image"
+        str(written.root), batch_size=8, num_workers=0, pin_memory=False, view_path="per_image", val_holdout=0
     )
     datamodule.prepare_data()  # files are present and intact: no download is attempted
     datamodule.setup("fit")
@@ -65,7 +67,9 @@ def test_train_split_pretrains_and_test_split_evaluates(
 
 
 def test_eval_view_is_resized_when_a_larger_image_size_is_asked(cifar10_root: WrittenDataset) -> None:
-    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=4, num_workers=0, image_size=48)
+    datamodule = CIFAR10DataModule(
+        str(cifar10_root.root), batch_size=4, num_workers=0, image_size=48, val_holdout=0
+    )
     datamodule.setup("validate")
     image, label = datamodule.val_dataset[0]
     assert image.shape == (3, 48, 48) and label == cifar10_root.test.labels[0]

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from datamodules import ImageFolderDataModule
-from datamodules.imagefolder import IMAGENET_MEAN, IMAGENET_STD, load_rgb
+from datamodules.imagefolder import load_rgb
 from tests.datamodules.fake_data import unnormalise
 
 # One solid-colour image per mode, so the expected RGB value survives any resize and crop.
@@ -56,10 +56,9 @@ def make(root: Path, **kwargs: object) -> ImageFolderDataModule:
 
 
 def test_properties_come_from_the_class_folders_right_after_init(tree: Path) -> None:
-    datamodule = make(tree)
+    datamodule = make(tree, image_size=224)  # images of mixed sizes: no native size to default to
     assert datamodule.class_names == CLASSES and datamodule.num_classes == 2
     assert datamodule.image_size == 224
-    assert datamodule.mean == IMAGENET_MEAN and datamodule.std == IMAGENET_STD
 
 
 def test_mean_and_std_can_be_overridden_and_are_hyperparameters(tree: Path) -> None:
@@ -67,7 +66,7 @@ def test_mean_and_std_can_be_overridden_and_are_hyperparameters(tree: Path) -> N
     assert datamodule.mean == (0.1, 0.2, 0.3) and datamodule.std == (0.4, 0.5, 0.6)
     assert datamodule.hparams.mean == (0.1, 0.2, 0.3) and datamodule.hparams.image_size == 64
     with pytest.raises(ValueError, match="3 values"):
-        make(tree, mean=(0.5, 0.5))
+        make(tree, mean=(0.5, 0.5), std=(0.2, 0.2, 0.2), image_size=64)
 
 
 @pytest.mark.parametrize(("file_name", "expected_rgb"), [(name, rgb) for name, _, rgb in SOLID_IMAGES])
@@ -126,9 +125,13 @@ def test_test_split_is_used_when_present_else_val(tmp_path: Path) -> None:
 
 def test_a_test_split_alone_also_validates(tmp_path: Path) -> None:
     write_tree(tmp_path, splits=("train", "test"))
-    datamodule = make(tmp_path, image_size=16)
+    datamodule = make(tmp_path, image_size=16, val_holdout=0)
     datamodule.setup("validate")
     assert len(datamodule.val_dataset) == 10
+    # By default a slice of train validates instead (10% of 10 images), and test stays the test split.
+    held_out = make(tmp_path, image_size=16)
+    held_out.setup("validate")
+    assert len(held_out.val_dataset) == 1
 
 
 def test_missing_root_names_it_and_the_layout(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ def test_properties_need_no_files(tmp_path: Path) -> None:
 def test_pretraining_uses_train_and_unlabeled_with_minus_one_labels(stl10_root: WrittenDataset) -> None:
     torch.manual_seed(0)
     datamodule = STL10DataModule(
-        str(stl10_root.root), batch_size=4, num_workers=0, pin_memory=False, view_path="per_image"
+        str(stl10_root.root), batch_size=4, num_workers=0, pin_memory=False, view_path="per_image",
+        val_holdout=0,
     )
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -44,7 +45,9 @@ def test_pretraining_uses_train_and_unlabeled_with_minus_one_labels(stl10_root: 
 
 def test_eval_images_match_the_written_pixels_and_labels(stl10_root: WrittenDataset) -> None:
     # Exact pixel equality also proves the column-major on-disk layout is read the right way round.
-    datamodule = STL10DataModule(str(stl10_root.root), batch_size=4, num_workers=0, pin_memory=False)
+    datamodule = STL10DataModule(
+        str(stl10_root.root), batch_size=4, num_workers=0, pin_memory=False, val_holdout=0
+    )
     datamodule.setup("validate")
     datamodule.setup("test")
     for loader in (datamodule.val_dataloader(), datamodule.test_dataloader()):

@@ -22,7 +22,7 @@ from tests.datamodules.fake_data import WrittenDataset
 def test_cifar_pixels_are_cached_once_and_served_as_shuffled_batches_of_views(
     cifar10_root: WrittenDataset,
 ) -> None:
-    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0)
+    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0, val_holdout=0)
     datamodule.setup("fit")
     cached = datamodule.train_dataset
     assert isinstance(cached, CachedImages) and len(cached) == 20  # images, not batches
@@ -48,7 +48,9 @@ def test_cifar_pixels_are_cached_once_and_served_as_shuffled_batches_of_views(
 
 
 def test_stl10_channel_first_pixels_are_cached_with_unlabeled_marks(stl10_root: WrittenDataset) -> None:
-    datamodule = STL10DataModule(str(stl10_root.root), batch_size=4, num_workers=0, view_path="batched")
+    datamodule = STL10DataModule(
+        str(stl10_root.root), batch_size=4, num_workers=0, view_path="batched", val_holdout=0
+    )
     datamodule.setup("fit")
     cached = datamodule.train_dataset
     expected = np.concatenate([stl10_root.train.images, stl10_root.unlabeled.images])
@@ -57,11 +59,15 @@ def test_stl10_channel_first_pixels_are_cached_with_unlabeled_marks(stl10_root: 
 
 
 def test_per_image_path_and_the_deprecated_flag_still_choose(cifar10_root: WrittenDataset) -> None:
-    per_image = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0, view_path="per_image")
+    per_image = CIFAR10DataModule(
+        str(cifar10_root.root), batch_size=8, num_workers=0, view_path="per_image", val_holdout=0
+    )
     per_image.setup("fit")
     assert isinstance(per_image.train_dataset, SimCLRTrainingDataset)
     with pytest.warns(FutureWarning, match=r"gpu_augment is deprecated; use --data\.view_path per_image"):
-        alias = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0, gpu_augment=False)
+        alias = CIFAR10DataModule(
+            str(cifar10_root.root), batch_size=8, num_workers=0, gpu_augment=False, val_holdout=0
+        )
     assert alias.view_path == "per_image"
     with pytest.raises(ValueError, match="contradicts"):
         CIFAR10DataModule(str(cifar10_root.root), batch_size=8, gpu_augment=False, view_path="batched")
@@ -88,7 +94,9 @@ def test_ranks_take_disjoint_shares_of_one_permutation() -> None:
 def test_views_made_after_transfer_equal_those_made_in_the_loader(cifar10_root: WrittenDataset) -> None:
     """The accelerator branch (views after the transfer) and the CPU branch (views in the workers)
     draw the same views for the same batch: both depend only on (run seed, rank, epoch, batch)."""
-    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0, probe_view=True)
+    datamodule = CIFAR10DataModule(
+        str(cifar10_root.root), batch_size=8, num_workers=0, probe_view=True, val_holdout=0
+    )
     datamodule.setup("fit")
     in_loader = datamodule.train_dataset
     key = BatchKey(epoch=3, batch=1, indices=torch.tensor([5, 2, 7, 0, 19, 11, 4, 8]))
@@ -110,7 +118,7 @@ def test_views_do_not_depend_on_the_number_of_workers(cifar10_root: WrittenDatas
     batches = {}
     for workers in (0, 2):
         datamodule = CIFAR10DataModule(
-            str(cifar10_root.root), batch_size=4, num_workers=workers, probe_view=True
+            str(cifar10_root.root), batch_size=4, num_workers=workers, probe_view=True, val_holdout=0
         )
         datamodule.setup("fit")
         batches[workers] = list(datamodule.train_dataloader())
@@ -161,7 +169,7 @@ def test_lightning_trains_on_the_batched_views_by_default(
     cifar10_root: WrittenDataset, tmp_path: Path
 ) -> None:
     torch.manual_seed(0)
-    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0)
+    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0, val_holdout=0)
     model = SimCLR(backbone="tiny_resnet", image_size=32, temperature=0.5, batch_size=8, warmup_epochs=0.0)
     received: list[dict[str, torch.Tensor]] = []
 

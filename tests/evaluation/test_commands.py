@@ -112,7 +112,8 @@ def test_finetune_saves_class_balanced_seeded_subsets_with_each_result(
     quarter = json.loads((output / "25pct" / "subset.json").read_text())
     assert quarter["seed"] == 7
     labels = LabelledTrainSplit(
-        ImageFolderDataModule(str(pretrained_run.data_root), batch_size=16, num_workers=0, image_size=32)
+        ImageFolderDataModule(str(pretrained_run.data_root), batch_size=16, num_workers=0, image_size=32),
+        include_held_out=True,  # the subsets index the whole training split, as fine-tuning reads it
     ).all_labels
     assert torch.bincount(torch.tensor(labels[quarter["indices"]])).tolist() == [3, 3, 3]
     assert len(json.loads((output / "100pct" / "subset.json").read_text())["indices"]) == 3 * TRAIN_PER_CLASS

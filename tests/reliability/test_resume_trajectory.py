@@ -54,6 +54,9 @@ class FixedViewsDataModule(SimCLRDataModule):
     def _pretrain_images(self) -> Dataset:
         raise AssertionError("not used")
 
+    def has_validation_split(self) -> bool:
+        return True  # _eval_images validates; no slice of the (absent) training split is held out
+
     def _build_train_dataset(self) -> Dataset:
         return FixedViews()
 

@@ -1,0 +1,284 @@
+"""Learning curves on CPU: our default pipeline against a plain-PyTorch reference, kNN after every epoch.
+
+(a) ours:      ImageFolderDataModule (its default training views) + the SimCLR LightningModule + Trainer.
+(b) reference: the peers' PIL views (torchvision.transforms v1, as lightly's and solo-learn's CIFAR
+               recipes write them), lightly's NT-Xent loss and projection head, MoCo v3's LARS and the
+               paper's warm-up + cosine schedule in a plain PyTorch loop.
+Both: the same backbone, recipe (configs/cifar10.yaml scaled down: LARS, base_lr 0.5 x batch / 256,
+temperature 0.5, weight decay 1e-6, jitter strength 0.5, no blur), steps, and CIFAR-10 JPEG subset
+(the first N files of each class, sorted by name). After every epoch, and at random initialisation,
+the encoder is scored by weighted kNN (k=200, T=0.1; evaluation/knn.py) of the test subset against
+the training subset, both through the same deterministic evaluation view.
+
+Full run (sized for about 30 minutes on 2 idle cores; prints a Markdown table, --append adds it to a file):
+    python bench/learning_curve.py --data ../shared/data/cifar10 --append BENCHMARKS.md
+Smoke run (seconds): python bench/learning_curve.py --smoke
+Needs lightly (requirements.txt, test-only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torchvision
+from lightly.loss import NTXentLoss
+from lightly.models.modules.heads import ProjectionHead as LightlyProjectionHead
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from datamodules import ImageFolderDataModule  # noqa: E402
+from evaluation.knn import knn_predict  # noqa: E402
+from lightning_modules.backbones import build_backbone  # noqa: E402
+from lightning_modules.simclr import SimCLR  # noqa: E402
+
+RECIPE = dict(temperature=0.5, base_lr=0.5, weight_decay=1e-6, momentum=0.9)
+JITTER = 0.5
+
+
+def subset_folder(source: Path, destination: Path, train_per_class: int, test_per_class: int) -> Path:
+    """destination/{train,test}/<class>/ = symlinks to the first files of each class, sorted by name."""
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for class_dir in sorted(p for p in (source / split).iterdir() if p.is_dir()):
+            target = destination / split / class_dir.name
+            target.mkdir(parents=True, exist_ok=True)
+            for file in sorted(class_dir.iterdir())[:count]:
+                (target / file.name).symlink_to(file.resolve())
+    return destination
+
+
+class Files(Dataset):
+    """(transform(PIL image), label) of an ImageFolder layout, in ImageFolder's order."""
+
+    def __init__(self, split_dir: Path, transform) -> None:
+        self.samples = torchvision.datasets.ImageFolder(str(split_dir)).samples
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        with Image.open(path) as image:
+            return self.transform(image.convert("RGB")), label
+
+
+class TwoViews:
+    def __init__(self, transform) -> None:
+        self.transform = transform
+
+    def __call__(self, image):
+        return self.transform(image), self.transform(image)
+
+
+def peer_views(size: int, mean, std) -> T.Compose:
+    """The SimCLR views as the peers write them with PIL transforms (colour strength 0.5, no blur)."""
+    s = JITTER
+    return T.Compose([
+        T.RandomResizedCrop(size, scale=(0.08, 1.0)),
+        T.RandomHorizontalFlip(),
+        T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
+        T.RandomGrayscale(p=0.2),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ])  # fmt: skip
+
+
+@torch.no_grad()
+def knn_top1(encoder: nn.Module, root: Path, mean, std, batch: int, workers: int) -> float:
+    """Weighted kNN (k=200, T=0.1) of the test subset against the training subset; evaluation view."""
+    view = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+    was_training = encoder.training
+    encoder.eval()
+    features = {}
+    for split in ("train", "test"):
+        loader = DataLoader(Files(root / split, view), batch_size=batch, num_workers=workers)
+        parts = [(encoder(images), labels) for images, labels in loader]
+        features[split] = (torch.cat([f for f, _ in parts]), torch.cat([y for _, y in parts]))
+    encoder.train(was_training)
+    (bank, bank_labels), (queries, labels) = features["train"], features["test"]
+    scores = knn_predict(bank, bank_labels, queries, int(bank_labels.max()) + 1, k=200, temperature=0.1)
+    return float((scores.argmax(dim=1) == labels).float().mean())
+
+
+def learning_rate(step: int, total: int, warmup: int, batch: int) -> float:
+    peak = RECIPE["base_lr"] * batch / 256
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def moco_v3_lars(params, buffers: dict, lr: float, weight_decay: float, momentum: float) -> None:
+    """MoCo v3's LARS: trust ratio 1e-3 ||w|| / ||g + wd w|| on weights; 1-d parameters plain SGD."""
+    with torch.no_grad():
+        for param in params:
+            if param.grad is None:
+                continue
+            update = param.grad
+            if param.ndim > 1:
+                update = update.add(param, alpha=weight_decay)
+                norm, update_norm = torch.norm(param), torch.norm(update)
+                if norm > 0 and update_norm > 0:
+                    update = update * (0.001 * norm / update_norm)
+            buffer = buffers.get(param)
+            buffers[param] = update.clone() if buffer is None else buffer.mul_(momentum).add_(update)
+            param.add_(buffers[param], alpha=-lr)
+
+
+def reference_run(args, root: Path, mean, std, seed: int) -> list[float]:
+    torch.manual_seed(seed)
+    encoder, width = build_backbone(args.backbone, args.image_size)
+    head = LightlyProjectionHead([(width, width, nn.BatchNorm1d(width), nn.ReLU()), (width, 128, None, None)])
+    network = nn.Sequential(encoder, head).train()
+    criterion = NTXentLoss(temperature=RECIPE["temperature"])
+    data = Files(root / "train", TwoViews(peer_views(args.image_size, mean, std)))
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(
+        data, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.workers,
+        generator=generator, persistent_workers=args.workers > 0,
+    )  # fmt: skip
+    total, warmup = args.epochs * len(loader), round(args.warmup_epochs * len(loader))
+    buffers: dict = {}
+    curve = [knn_top1(encoder, root, mean, std, args.batch_size, args.workers)]
+    step = 0
+    for _ in range(args.epochs):
+        for (view1, view2), _ in loader:
+            z1, z2 = network(torch.cat([view1, view2])).chunk(2)
+            loss = criterion(z1, z2)
+            network.zero_grad(set_to_none=True)
+            loss.backward()
+            lr = learning_rate(step, total, warmup, args.batch_size)
+            params = list(network.parameters())
+            decay, momentum = RECIPE["weight_decay"], RECIPE["momentum"]
+            moco_v3_lars([p for p in params if p.ndim > 1], buffers, lr, decay, momentum)
+            moco_v3_lars([p for p in params if p.ndim <= 1], buffers, lr, 0.0, momentum)
+            step += 1
+        curve.append(knn_top1(encoder, root, mean, std, args.batch_size, args.workers))
+    return curve
+
+
+class KNNEachEpoch(pl.Callback):
+    def __init__(self, root: Path, mean, std, batch: int, workers: int) -> None:
+        self.root, self.mean, self.std, self.batch, self.workers = root, mean, std, batch, workers
+        self.curve: list[float] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._measure(pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._measure(pl_module)
+
+    def _measure(self, pl_module) -> None:
+        encoder = pl_module.encoder
+        self.curve.append(knn_top1(encoder, self.root, self.mean, self.std, self.batch, self.workers))
+
+
+def our_run(args, root: Path, mean, std, seed: int) -> list[float]:
+    pl.seed_everything(seed, workers=True, verbose=False)
+    datamodule = ImageFolderDataModule(
+        str(root), batch_size=args.batch_size, num_workers=args.workers, jitter_strength=JITTER,
+        blur=False, mean=mean, std=std, pin_memory=False, val_holdout=0,
+    )  # fmt: skip
+    model = SimCLR(
+        backbone=args.backbone, image_size=datamodule.image_size, batch_size=args.batch_size,
+        warmup_epochs=args.warmup_epochs, optimizer="lars", **RECIPE,
+    )  # fmt: skip
+    knn = KNNEachEpoch(root, mean, std, args.batch_size, args.workers)
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_epochs=args.epochs, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        num_sanity_val_steps=0, callbacks=[knn], default_root_dir=tempfile.mkdtemp(prefix="learning-curve-"),
+    )  # fmt: skip
+    trainer.fit(model, datamodule=datamodule)
+    return knn.curve
+
+
+def summary(values: list[float]) -> str:
+    mean = statistics.fmean(values) * 100
+    spread = f" [{min(values) * 100:.1f}, {max(values) * 100:.1f}]" if len(values) > 1 else ""
+    return f"{mean:.1f}{spread}"
+
+
+def table(curves: dict[str, list[list[float]]], args, seconds: dict[str, float]) -> str:
+    lines = [
+        "| epoch | ours: kNN top-1 %, mean [min, max] | reference: same | ours' mean in reference's range |",
+        "| --- | --- | --- | --- |",
+    ]
+    for epoch in range(args.epochs + 1):
+        ours = [curve[epoch] for curve in curves["ours"]]
+        reference = [curve[epoch] for curve in curves["reference"]]
+        inside = min(reference) <= statistics.fmean(ours) <= max(reference)
+        label = "0 (random init)" if epoch == 0 else str(epoch)
+        lines.append(f"| {label} | {summary(ours)} | {summary(reference)} | {'yes' if inside else 'no'} |")
+    load = os.getloadavg()
+    lines += [
+        "",
+        f"Seeds {args.seeds}; {args.train_per_class} train / {args.test_per_class} test images per class; "
+        f"{args.backbone} at {args.image_size} px; batch {args.batch_size}; {args.epochs} epochs "
+        f"({args.warmup_epochs} warm-up); {torch.get_num_threads()} thread(s), {args.workers} loader "
+        "worker(s). "
+        f"Wall time: ours {seconds['ours']:.0f} s, reference {seconds['reference']:.0f} s. "
+        f"Load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; {platform.machine()}, "
+        f"{os.cpu_count()} cores; torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"pytorch-lightning {pl.__version__}.",
+        f"Command: `python {' '.join(sys.argv)}`",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_data = Path(__file__).resolve().parents[2] / "shared/data/cifar10"
+    parser.add_argument("--data", type=Path, default=default_data)
+    parser.add_argument("--train_per_class", type=int, default=250)
+    parser.add_argument("--test_per_class", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--warmup_epochs", type=float, default=1.0)
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--image_size", type=int, default=32)
+    parser.add_argument("--backbone", default="tiny_resnet")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--append", type=Path, help="append the table to this Markdown file")
+    parser.add_argument("--smoke", action="store_true", help="a run of seconds that checks the script")
+    args = parser.parse_args()
+    if args.smoke:
+        args.train_per_class, args.test_per_class, args.epochs, args.batch_size = 8, 4, 1, 32
+        args.seeds, args.workers, args.warmup_epochs = args.seeds[:2], 0, 0.5
+    torch.set_num_threads(args.threads)
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # CIFAR-10's, for both pipelines
+    with tempfile.TemporaryDirectory(prefix="cifar10-subset-") as folder:
+        root = subset_folder(args.data, Path(folder), args.train_per_class, args.test_per_class)
+        curves: dict[str, list[list[float]]] = {"ours": [], "reference": []}
+        seconds = {"ours": 0.0, "reference": 0.0}
+        for seed in args.seeds:  # interleaved, so load changes hit both pipelines alike
+            for name, run in (("ours", our_run), ("reference", reference_run)):
+                start = time.perf_counter()
+                curves[name].append(run(args, root, mean, std, seed))
+                seconds[name] += time.perf_counter() - start
+                print(f"{name} seed {seed}: {[round(v * 100, 1) for v in curves[name][-1]]}", flush=True)
+    result = table(curves, args, seconds)
+    print(result)
+    if args.append:
+        with args.append.open("a") as file:
+            heading = f"Learning curves on CPU: ours vs a reference pipeline ({time.strftime('%Y-%m-%d')})"
+            file.write(f"\n## {heading}\n\n")
+            file.write(result + "\n")
+
+
+if __name__ == "__main__":
+    main()
