@@ -10,12 +10,12 @@ Two ways to make the views, chosen by `view_path` ("auto" by default):
   nothing per step but gather indices. On a CPU-only run the views are made inside the DataLoader
   workers instead, a whole batch per worker task: the main process, which trains the model, then
   never waits for augmentation as long as the workers keep up, exactly as on the per-image path.
-- per_image: a torchvision pipeline per image in the workers; the only choice for images of
-  different sizes, which cannot share one tensor.
+- per_image: PIL views one image at a time in the workers (datamodules/pil_views.py); the only
+  choice for images of different sizes, which cannot share one tensor.
 "auto" takes the batched path whenever every training image has one size (CIFAR, STL-10, an image
 folder whose files all have one size), at most twice the view size, and the decoded images fit in half
 the available memory, and, on a CPU-only run, the views are at most CPU_BATCHED_MAX_VIEW_SIZE px: made
-on CPU cores, batched views are faster per core than per-image PIL views only for small images.
+on CPU cores, batched views were faster per core than per-image PIL views at 32 px, slower at 96 px.
 The probe view (a weak third view per image) is made only with `probe_view=True`, which
 `--probe.features probe_view` sets (cli.py); the default probe trains on the training views instead.
 Either way each batch's views are drawn from a seed of (run seed, rank, epoch, batch), so ranks and
@@ -59,10 +59,9 @@ CACHE_MEMORY_SHARE = 0.5
 # ... and only when images are at most this many times the view size: batched crops are resized without
 # antialiasing, invisible for crops up to twice the output but aliasing for larger ones.
 MAX_DOWNSCALE = 2
-# On a CPU-only run "auto" makes batched views only up to this view size. Per core (bench/views.py, one
-# thread, 2-core machine) batched views made 4.5x the peers' PIL pipeline at 32 px but 0.45x at 96 px,
-# where the per-image PIL path made 1.5x: batched work grows with the pixels of float tensors, PIL's with
-# uint8 pixels, and only for small images does batching's saving on per-image overhead win.
+# On a CPU-only run "auto" makes batched views only up to this view size: per core (bench/views.py, one
+# thread, 9 interleaved rounds, 2-core machine at load 4.3) batched views made 4.7x the peers' PIL
+# pipeline at 32 px but 0.51x at 96 px, where the per-image PIL path made 1.8x.
 CPU_BATCHED_MAX_VIEW_SIZE = 64
 
 
