@@ -76,7 +76,6 @@ def fit(run_dir: Path, record: Record, ckpt_path: str | None = None) -> pl.Train
     every_step = ModelCheckpoint(dirpath=run_dir, every_n_train_steps=1, save_top_k=0, save_last=True)
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_epochs=EPOCHS, limit_val_batches=0, logger=False,
-        log_every_n_steps=1,  # the probe logs its loss on logging steps only
         deterministic=True, enable_progress_bar=False, enable_model_summary=False, default_root_dir=run_dir,
         log_every_n_steps=1,  # the probe logs its loss on logging steps only; Record reads it every step
         callbacks=[OnlineLinearProbe(lr=0.1), every_step, record],
