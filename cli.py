@@ -108,6 +108,7 @@ class SimCLRCLI(LightningCLI):
         if self.subcommand == "fit" and config.get("ckpt_path") == "last" and not os.environ.get(RUN_DIR_ENV):
             resolve_last_checkpoint(trainer.default_root_dir, config.checkpoint.dirpath)
         check_devices_exist(trainer.accelerator, trainer.devices)
+        turn_on_probe_view(config)
         run_dir = str(resolve_run_dir(self.subcommand, trainer.default_root_dir, resuming))
         trainer.default_root_dir = run_dir
         if trainer.enable_progress_bar is False:
@@ -236,6 +237,19 @@ class SaveAndLogConfig(SaveConfigCallback):
         record = {"config": config.as_dict(), "code": code_version()}
         for logger in trainer.loggers:
             logger.log_hyperparams(record)
+
+
+def turn_on_probe_view(config: Namespace) -> None:
+    """`--probe.features probe_view` alone is enough: the datamodule then makes the view that probe reads.
+
+    Not a jsonargparse link: a link would silently override an explicit `--data.probe_view true`, which
+    other readers of the view may need with the default probe. Datamodules without the argument are
+    left alone (the probe then says which argument is missing).
+    """
+    init_args = config.data.get("init_args") if isinstance(config.get("data"), Namespace) else None
+    takes_it = isinstance(init_args, Namespace) and "probe_view" in init_args
+    if config.probe.features == "probe_view" and takes_it:
+        init_args.probe_view = True
 
 
 def check_devices_exist(accelerator: object, devices: object) -> None:

@@ -61,12 +61,9 @@ def pipelines(size: int, strength: float, blur: bool) -> dict[str, Callable[[lis
         [v2.ToImage(), *torchvision_steps(v2, size, strength, blur), v2.ToDtype(torch.float32, scale=True)]
         + [v2.Normalize(list(MEAN), list(STD)), v2.ToPureTensor()]
     )
-    no_probe = torch.zeros(1, 1, 3, dtype=torch.uint8)  # the collate expects the key; not timed work
 
     def ours(batch: list[Image.Image]) -> object:
-        return collate(
-            [{"view1": view(i, rng), "view2": view(i, rng), "probe_view": no_probe} for i in batch]
-        )
+        return collate([{"view1": view(i, rng), "view2": view(i, rng)} for i in batch])
 
     def ours_probe(batch: list[Image.Image]) -> object:
         return collate(

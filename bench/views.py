@@ -26,7 +26,7 @@ Data: the first --images CIFAR-10 training JPEGs, decoded once, written in the o
 (and for stl10 upscaled to 96 px and written as the STL-10 binaries) in a temporary folder that the
 datamodule reads with download off (bench/real_data.py). Decoding is counted for no pipeline: all start
 from the same decoded pixels in memory. A view is one augmented training image; 2 are counted per
-image. Our pipelines also make the probe view (extra work, not counted).
+image. Like the peers', our pipelines make no probe view (the datamodule's default, probe_view=False).
 """
 
 from __future__ import annotations

@@ -162,6 +162,12 @@ class OnlineLinearProbe(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any
     ) -> Tensor:
         if self.features == "probe_view":
+            if "probe_view" not in batch:
+                raise ValueError(
+                    "OnlineLinearProbe(features='probe_view') needs batch['probe_view'], which the datamodule"
+                    " makes only when asked: pass --data.probe_view true (train.py sets it for"
+                    " --probe.features probe_view), or use --probe.features training_views."
+                )
             return self._encode(trainer, pl_module, batch["probe_view"])
         features = outputs.get("features") if isinstance(outputs, dict) else None
         if not isinstance(features, Tensor):

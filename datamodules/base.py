@@ -10,11 +10,14 @@ Two ways to make the views, chosen by `view_path` ("auto" by default):
   nothing per step but gather indices. On a CPU-only run the views are made inside the DataLoader
   workers instead, a whole batch per worker task: the main process, which trains the model, then
   never waits for augmentation as long as the workers keep up, exactly as on the per-image path.
-- per_image: a torchvision pipeline per image in the workers; the only choice for images of
-  different sizes, which cannot share one tensor.
+- per_image: PIL views one image at a time in the workers (datamodules/pil_views.py); the only
+  choice for images of different sizes, which cannot share one tensor.
 "auto" takes the batched path whenever every training image has one size (CIFAR, STL-10, an image
 folder whose files all have one size), at most twice the view size, and the decoded images fit in half
-the available memory.
+the available memory, and, on a CPU-only run, the views are at most CPU_BATCHED_MAX_VIEW_SIZE px: made
+on CPU cores, batched views were faster per core than per-image PIL views at 32 px, slower at 96 px.
+The probe view (a weak third view per image) is made only with `probe_view=True`, which
+`--probe.features probe_view` sets (cli.py); the default probe trains on the training views instead.
 Either way each batch's views are drawn from a seed of (run seed, rank, epoch, batch), so ranks and
 workers draw independent parameters and a resumed run draws what the uninterrupted run drew.
 """
@@ -57,6 +60,10 @@ CACHE_MEMORY_SHARE = 0.5
 # ... and only when images are at most this many times the view size: batched crops are resized without
 # antialiasing, invisible for crops up to twice the output but aliasing for larger ones.
 MAX_DOWNSCALE = 2
+# On a CPU-only run "auto" makes batched views only up to this view size: per core (bench/views.py, one
+# thread, 9 interleaved rounds, 2-core machine at load 4.3) batched views made 4.7x the peers' PIL
+# pipeline at 32 px but 0.51x at 96 px, where the per-image PIL path made 1.8x.
+CPU_BATCHED_MAX_VIEW_SIZE = 64
 
 
 class MissingDatasetError(FileNotFoundError):
@@ -112,11 +119,15 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         solarize_p: float = 0.0,
         compile_augment: bool = False,
         view_path: ViewPath = "auto",
+        probe_view: bool = False,
         val_holdout: float | None = None,
         val_holdout_seed: int = 0,
     ) -> None:
-        """`view_path`: "auto" (batched views whenever the training images share one size), "batched"
-        or "per_image" (see the module docstring). `gpu_augment` is its deprecated alias."""
+        """`view_path`: "auto" (the faster path where the views are made, see the module docstring),
+        "batched" or "per_image". `gpu_augment` is its deprecated alias.
+        `probe_view`: also make each image's weak probe view (batch key "probe_view"), read only by
+        `OnlineLinearProbe(features="probe_view")`; off, each step makes 2 views per image instead of 3.
+        The command line sets it from `--probe.features`."""
         super().__init__()
         self.save_hyperparameters()
         if view_path not in ("auto", "batched", "per_image"):
@@ -160,6 +171,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         self.view_path = view_path
         self.solarize_p = solarize_p
         self.compile_augment = compile_augment
+        self.probe_view = probe_view
         # The path this run takes, and why ("batched: all 50000 training images are 32x32"), after setup.
         self.view_path_used: str | None = None
         self._augmenter: BatchViewAugmenter | None = None
@@ -284,6 +296,9 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
     def _cacheable_training_images(self) -> Dataset | None:
         """The training images when this run takes the batched path, else None; says which and why."""
         images, reason = None, "--data.view_path per_image"
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        # The views are made where the images are trained on: on the device, else in CPU workers.
+        slower_on_cpu = device.type == "cpu" and self.image_size > CPU_BATCHED_MAX_VIEW_SIZE
         if self.view_path != "per_image":
             sizes = self._training_image_sizes()
             (width, height) = sizes[0]
@@ -296,6 +311,11 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
                         "to one size or use --data.view_path auto (per-image views)."
                     )
                 reason = f"training images differ in size, e.g. {width}x{height} and {w2}x{h2}"
+            elif self.view_path == "auto" and slower_on_cpu:
+                reason = (
+                    f"{self.image_size} px views on CPU: above {CPU_BATCHED_MAX_VIEW_SIZE} px per-image PIL "
+                    "views are faster per core than batched ones"
+                )
             elif self.view_path == "auto" and max(width, height) > MAX_DOWNSCALE * self.image_size:
                 reason = (
                     f"{width}x{height} training images for {self.image_size} px views: batched crops "
@@ -305,7 +325,8 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
                 images = self.train_images()
                 count = len(images)  # type: ignore[arg-type]
                 needed, available = 3 * width * height * count, _available_memory()
-                reason = f"all {count} training images are {width}x{height}"
+                where = "on the CPU" if device.type == "cpu" else f"on {device}"
+                reason = f"all {count} training images are {width}x{height}; views made {where}"
                 if self.view_path == "auto" and available and needed > CACHE_MEMORY_SHARE * available:
                     images = None
                     reason = (
@@ -351,7 +372,8 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         view = PilSimCLRView(AugmentConfig.simclr(**self._view_settings()))
         # The rank seeds the views: every rank starts from the same seed (see ProcessGenerator).
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        return SimCLRTrainingDataset(images, view, PilProbeView(self.image_size), rank)
+        probe = PilProbeView(self.image_size) if self.probe_view else None
+        return SimCLRTrainingDataset(images, view, probe, rank)
 
     def _build_cached_images(self, training_images: Dataset) -> CachedImages:
         """The batched path: pixels decoded once, kept on the device (or pinned), or in host memory on CPU."""
@@ -360,7 +382,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         images, labels = place_images(images, labels, device)
         augmenter = BatchViewAugmenter(
-            AugmentConfig.simclr(**self._view_settings()), compile=self.compile_augment
+            AugmentConfig.simclr(**self._view_settings()), self.compile_augment, self.probe_view
         )
         rank = self.trainer.global_rank if self.trainer is not None else 0
         if images.device.type == "cpu" and device.type == "cpu":

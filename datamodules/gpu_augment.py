@@ -426,13 +426,16 @@ def probe_boxes(
 class BatchViewAugmenter:
     """Turns a batch of uint8 images [B, 3, H, W] into the training-batch contract, on their device.
 
-    Both views and the probe view come out of one `grid_sample` (3 crops per image), and the colour
-    work runs once over the 2B views: a fixed, small number of kernels per batch whatever its size.
+    Both views (and the probe view when `probe_view`) come out of one `grid_sample` (2 or 3 crops per
+    image), and the colour work runs once over the 2B views: a fixed, small number of kernels per batch
+    whatever its size. The probe view's parameters are drawn after the training views', so turning it
+    on or off leaves view1 and view2 unchanged.
     """
 
-    def __init__(self, config: AugmentConfig, compile: bool = False) -> None:
+    def __init__(self, config: AugmentConfig, compile: bool = False, probe_view: bool = True) -> None:
         self.config = config
         self.compile = compile
+        self.probe_view = probe_view
         # Eager, the views take under 200 small kernels, so launches rather than pixels set the pace for
         # 32 px images; compiled, the pixel work fuses into a few kernels. Sampling stays eager.
         self._render = torch.compile(render_views, dynamic=False) if compile else render_views
@@ -440,10 +443,10 @@ class BatchViewAugmenter:
 
     def __getstate__(self) -> dict[str, Any]:
         """DataLoader workers and spawned processes get the settings; they compile and seed their own."""
-        return {"config": self.config, "compile": self.compile}
+        return {"config": self.config, "compile": self.compile, "probe_view": self.probe_view}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["config"], state["compile"])  # type: ignore[misc]
+        self.__init__(state["config"], state["compile"], state["probe_view"])  # type: ignore[misc]
 
     def generator(self, device: torch.device, seed: int) -> torch.Generator:
         """This augmenter's generator on `device`, reseeded; seeding is host-side (no sync on a GPU)."""
@@ -454,8 +457,9 @@ class BatchViewAugmenter:
 
     def views(
         self, images: Tensor, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """view1, view2, probe view, each normalised float [B, 3, S, S]; parameters drawn from `generator`."""
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """view1, view2, probe view (None unless `probe_view`), each normalised float [B, 3, S, S];
+        parameters drawn from `generator`."""
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(
                 f"Expected uint8 images of shape [B, 3, H, W], got {images.dtype} {tuple(images.shape)}."
@@ -463,30 +467,39 @@ class BatchViewAugmenter:
         batch, _, height, width = images.shape
         size = self.config.image_size
         params = sample_view_params(2 * batch, height, width, self.config, generator, images.device)
-        probe, probe_flip = probe_boxes(batch, height, width, size, generator, images.device)
-        # Rows ordered image by image (view1, view2, probe), so one grid [B, 3 S, S, 2] serves all three.
-        boxes = torch.cat([params.boxes.view(2, batch, 4), probe[None]]).transpose(0, 1).reshape(3 * batch, 4)
-        flips = torch.cat([params.flip.view(2, batch), probe_flip[None]]).t().reshape(3 * batch)
-        grid = sampling_grid(boxes, flips, size, height, width).view(batch, 3 * size, size, 2)
+        boxes, flips = params.boxes.view(2, batch, 4), params.flip.view(2, batch)
+        if self.probe_view:
+            probe, probe_flip = probe_boxes(batch, height, width, size, generator, images.device)
+            boxes, flips = torch.cat([boxes, probe[None]]), torch.cat([flips, probe_flip[None]])
+        crops = boxes.shape[0]
+        # Rows ordered image by image (view1, view2[, probe]), so one grid [B, crops S, S, 2] serves all.
+        boxes, flips = boxes.transpose(0, 1).reshape(crops * batch, 4), flips.t().reshape(crops * batch)
+        grid = sampling_grid(boxes, flips, size, height, width).view(batch, crops * size, size, 2)
         return self._render(images, grid, params, self.config)
 
     def training_batch(
         self, images: Tensor, labels: Tensor, generator: torch.Generator | None = None
     ) -> dict[str, Tensor]:
+        """{"view1", "view2"[, "probe_view"]: [B, 3, S, S], "label": [B]}."""
         view1, view2, probe = self.views(images, generator)
-        return {"view1": view1, "view2": view2, "probe_view": probe, "label": labels}
+        batch = {"view1": view1, "view2": view2, "label": labels}
+        if probe is not None:
+            batch["probe_view"] = probe
+        return batch
 
 
 def render_views(
     images: Tensor, grid: Tensor, params: ViewParams, config: AugmentConfig
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The pixel work of `BatchViewAugmenter.views`: uint8 [B, 3, H, W] and grid [B, 3 S, S, 2] in,
-    view1, view2, probe view out. Zero padding is read only by the probe's padded crop; every other box
-    lies inside its image."""
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The pixel work of `BatchViewAugmenter.views`: uint8 [B, 3, H, W] and grid [B, K S, S, 2] in (K = 2
+    crops per image, or 3 with the probe's), view1, view2 and the probe view (None when K = 2) out. Zero
+    padding is read only by the probe's padded crop; every other box lies inside its image."""
     batch, channels = images.shape[:2]
     size = config.image_size
+    crops_per_image = grid.shape[1] // size
     source = images.float().div_(255.0)
     crops = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    crops = crops.view(batch, channels, 3, size, size).permute(2, 0, 1, 3, 4).contiguous()  # [3, B, C, S, S]
+    crops = crops.view(batch, channels, crops_per_image, size, size).permute(2, 0, 1, 3, 4).contiguous()
     views = colour_and_normalise(crops[:2].view(2 * batch, channels, size, size), params, config)
-    return views[:batch], views[batch:], normalise(crops[2], config.mean, config.std)
+    probe = normalise(crops[2], config.mean, config.std) if crops_per_image == 3 else None
+    return views[:batch], views[batch:], probe

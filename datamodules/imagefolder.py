@@ -177,6 +177,7 @@ class ImageFolderDataModule(SimCLRDataModule):
         solarize_p: float = 0.0,
         compile_augment: bool = False,
         view_path: ViewPath = "auto",
+        probe_view: bool = False,
         val_holdout: float | None = None,
         val_holdout_seed: int = 0,
     ) -> None:
@@ -199,6 +200,7 @@ class ImageFolderDataModule(SimCLRDataModule):
             solarize_p=solarize_p,
             compile_augment=compile_augment,
             view_path=view_path,
+            probe_view=probe_view,
             val_holdout=val_holdout,
             val_holdout_seed=val_holdout_seed,
         )

@@ -277,7 +277,7 @@ class NormaliseViews:
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Tensor]:
         batch = default_collate(samples)
-        for key in VIEW_KEYS:
+        for key in (key for key in VIEW_KEYS if key in batch):
             pixels = batch[key].permute(0, 3, 1, 2)  # [B, S, S, 3] -> [B, 3, S, S]
             out = torch.empty(pixels.shape, dtype=torch.float32)
             torch.mul(pixels, self.scale, out=out)
@@ -289,10 +289,13 @@ class SimCLRTrainingDataset(Dataset):
     """Turns a (PIL image, label) dataset into the SimCLR batch contract; use with its `collate`.
 
     Items hold uint8 views [S, S, 3]; `collate` (a `NormaliseViews`) makes the normalised float batch
-    {"view1", "view2", "probe_view": [B, 3, S, S], "label": [B] int64}.
+    {"view1", "view2"[, "probe_view"]: [B, 3, S, S], "label": [B] int64}, the probe view only when a
+    `probe_view` is given (it costs a third view per image and only the weak-view probe reads it).
     """
 
-    def __init__(self, images: Dataset, view: PilSimCLRView, probe_view: PilProbeView, rank: int = 0) -> None:
+    def __init__(
+        self, images: Dataset, view: PilSimCLRView, probe_view: PilProbeView | None = None, rank: int = 0
+    ) -> None:
         self.images = images
         self.view = view
         self.probe_view = probe_view
@@ -307,9 +310,8 @@ class SimCLRTrainingDataset(Dataset):
         if image.mode != "RGB":
             image = image.convert("RGB")
         rng = self.generator()
-        return {
-            "view1": self.view(image, rng),
-            "view2": self.view(image, rng),
-            "probe_view": self.probe_view(image, rng),
-            "label": int(label),
-        }
+        item: dict[str, Tensor | int] = {"view1": self.view(image, rng), "view2": self.view(image, rng)}
+        if self.probe_view is not None:
+            item["probe_view"] = self.probe_view(image, rng)
+        item["label"] = int(label)
+        return item

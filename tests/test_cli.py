@@ -116,6 +116,21 @@ def test_a_run_that_fails_mid_training_closes_its_wandb_run(tiny_image_folder: P
     assert wandb.run is None
 
 
+@pytest.mark.parametrize(
+    ("flags", "made"),
+    [
+        ([], False),  # the default probe trains on the training views: no probe view is made
+        (["--probe.features", "probe_view"], True),  # one flag: the datamodule makes what the probe reads
+        (["--data.probe_view", "true"], True),  # asked for directly, for other readers of the view
+    ],
+)
+def test_the_probe_view_is_made_only_when_something_reads_it(
+    tiny_image_folder: Path, flags: list[str], made: bool
+) -> None:
+    parsed = cli_main([*SMOKE, "--data.root", str(tiny_image_folder), *flags], run=False)
+    assert parsed.datamodule.probe_view is made
+
+
 def test_cifar_recipe_on_a_folder_of_32px_images_trains_at_32px_and_tests_once(tmp_path: Path) -> None:
     """The README's one-flag swap on a train/test folder: native size, CIFAR stem, held-out validation,
     estimated statistics saved in config.yaml, and one test pass with the final weights after fit."""

@@ -214,6 +214,21 @@ def test_training_views_without_features_is_a_clear_error() -> None:
         trainer.fit(TinyContrastiveModule(return_features=False), train_loader(*gaussian_blobs(4, 4, seed=1)))
 
 
+class WithoutProbeView(ContrastiveDataset):
+    """The contract of a datamodule built with probe_view=False (the default)."""
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {key: value for key, value in super().__getitem__(index).items() if key != "probe_view"}
+
+
+def test_probe_view_features_without_the_view_name_the_flag_that_makes_it() -> None:
+    trainer = make_trainer(callbacks=[OnlineLinearProbe(num_classes=4, features="probe_view")], max_steps=1)
+    loader = DataLoader(WithoutProbeView(*gaussian_blobs(4, 4, seed=1)), batch_size=16)
+    with pytest.raises(ValueError, match="--data.probe_view true") as raised:
+        trainer.fit(TinyContrastiveModule(), loader)
+    assert "\n" not in str(raised.value)
+
+
 def test_eval_mode_restores_each_submodule_to_its_own_mode() -> None:
     module = TinyContrastiveModule(batch_norm=True).train()
     frozen_batch_norm = module.encoder[-1].eval()

@@ -11,7 +11,7 @@ from datamodules import CIFAR10DataModule
 from tests.datamodules.fake_data import write_cifar10
 
 EXPECTED_VIEWS = {
-    "batched": "batched (all 20 training images are 32x32)",
+    "batched": "batched (all 20 training images are 32x32; views made on the CPU)",
     "per_image": "per_image (--data.view_path per_image)",
 }
 

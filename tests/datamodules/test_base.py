@@ -106,10 +106,14 @@ def test_invalid_arguments_are_rejected_with_the_argument_named(kwargs: dict, me
         InMemoryDataModule(**kwargs)
 
 
+@pytest.mark.parametrize("probe_view", [False, True])
 @pytest.mark.parametrize("view_path", ["per_image", "batched"])
-def test_train_loader_yields_full_contract_batches_and_drops_the_last_partial_one(view_path: str) -> None:
+def test_train_loader_yields_full_contract_batches_and_drops_the_last_partial_one(
+    view_path: str, probe_view: bool
+) -> None:
+    """The probe view is part of the contract only when asked for: nothing else reads it."""
     torch.manual_seed(0)
-    datamodule = InMemoryDataModule(batch_size=4, train_count=10, view_path=view_path)
+    datamodule = InMemoryDataModule(batch_size=4, train_count=10, view_path=view_path, probe_view=probe_view)
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
     assert not loader.persistent_workers
@@ -117,7 +121,9 @@ def test_train_loader_yields_full_contract_batches_and_drops_the_last_partial_on
     assert len(batches) == 2  # 10 images, batch 4: the last 2 are dropped
     seen_labels = []
     for batch in batches:
-        assert batch["view1"].shape == batch["view2"].shape == batch["probe_view"].shape == (4, 3, 24, 24)
+        views = ("view1", "view2", "probe_view") if probe_view else ("view1", "view2")
+        assert set(batch) == {*views, "label"}
+        assert all(batch[view].shape == (4, 3, 24, 24) for view in views)
         assert batch["label"].dtype == torch.int64
         assert not torch.equal(batch["view1"], batch["view2"])
         seen_labels += batch["label"].tolist()

@@ -51,7 +51,8 @@ def test_train_split_pretrains_and_test_split_evaluates(
     batches = list(datamodule.train_dataloader())
     assert len(batches) == 2  # 20 images, batch 8, drop_last
     batch = batches[0]
-    assert batch["view1"].shape == batch["view2"].shape == batch["probe_view"].shape == (8, 3, 32, 32)
+    assert set(batch) == {"view1", "view2", "label"}  # no probe view unless asked for
+    assert batch["view1"].shape == batch["view2"].shape == (8, 3, 32, 32)
     assert not torch.equal(batch["view1"], batch["view2"])
 
     val_loader = datamodule.val_dataloader()

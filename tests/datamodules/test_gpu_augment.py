@@ -329,3 +329,23 @@ def test_views_of_a_cifar_batch_take_few_kernels_no_host_sync_and_no_constant_co
     assert counts.launching() <= 250, counts.most_common(10)
     assert counts.host_syncs() == 0
     assert counts["aten::lift_fresh"] == 0
+
+
+def test_without_the_probe_view_a_cifar_batch_takes_fewer_kernels_and_the_same_views() -> None:
+    """The default run (probe on the training views) makes no probe view: fewer launches, and view1 and
+    view2 are drawn exactly as with it, since the probe's parameters are drawn after theirs."""
+    images = uint8_batch(n=512)
+    config = AugmentConfig.simclr(32, MEAN, STD, jitter_strength=0.5, blur=False)
+    with_probe, without = BatchViewAugmenter(config), BatchViewAugmenter(config, probe_view=False)
+    for augmenter in (with_probe, without):
+        augmenter.views(images)  # constants are built on the first batch of a device, once
+    counts = {
+        name: count_aten_ops(lambda augmenter=augmenter: augmenter.views(images)).launching()
+        for name, augmenter in (("with", with_probe), ("without", without))
+    }
+    assert counts["without"] < counts["with"] <= 250, counts
+    assert counts["without"] <= 175, counts  # 169 when written (182 with the probe view)
+    expected = with_probe.training_batch(images, torch.arange(512), torch.Generator().manual_seed(3))
+    batch = without.training_batch(images, torch.arange(512), torch.Generator().manual_seed(3))
+    assert set(batch) == {"view1", "view2", "label"}
+    assert torch.equal(batch["view1"], expected["view1"]) and torch.equal(batch["view2"], expected["view2"])

@@ -105,7 +105,8 @@ def test_training_batches_mix_sizes_and_modes_into_the_contract(tree: Path) -> N
     batches = list(datamodule.train_dataloader())
     assert len(batches) == 2  # 10 images, batch 4, drop_last
     for batch in batches:
-        assert batch["view1"].shape == batch["view2"].shape == batch["probe_view"].shape == (4, 3, 32, 32)
+        assert set(batch) == {"view1", "view2", "label"}  # no probe view unless asked for
+        assert batch["view1"].shape == batch["view2"].shape == (4, 3, 32, 32)
         assert not torch.equal(batch["view1"], batch["view2"])
     labels = [datamodule.train_dataset[i]["label"] for i in range(10)]
     assert labels == [0] * 5 + [1] * 5

@@ -37,7 +37,8 @@ def test_pretraining_uses_train_and_unlabeled_with_minus_one_labels(stl10_root: 
     assert train[0]["label"] == expected_labels[0] and train[15]["label"] == -1
 
     batch = next(iter(datamodule.train_dataloader()))
-    assert batch["view1"].shape == batch["view2"].shape == batch["probe_view"].shape == (4, 3, 96, 96)
+    assert set(batch) == {"view1", "view2", "label"}  # no probe view unless asked for
+    assert batch["view1"].shape == batch["view2"].shape == (4, 3, 96, 96)
     assert batch["label"].dtype == torch.int64
     assert not torch.equal(batch["view1"], batch["view2"])
 

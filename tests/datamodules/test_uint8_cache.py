@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ def test_cifar_pixels_are_cached_once_and_served_as_shuffled_batches_of_views(
     datamodule.setup("fit")
     cached = datamodule.train_dataset
     assert isinstance(cached, CachedImages) and len(cached) == 20  # images, not batches
-    assert datamodule.view_path_used == "batched (all 20 training images are 32x32)"
+    assert datamodule.view_path_used == "batched (all 20 training images are 32x32; views made on the CPU)"
     assert cached.images.dtype == torch.uint8 and cached.images.shape == (20, 3, 32, 32)
     np.testing.assert_array_equal(cached.images.permute(0, 2, 3, 1).numpy(), cifar10_root.train.images)
     np.testing.assert_array_equal(cached.labels.numpy(), cifar10_root.train.labels)
@@ -41,13 +42,15 @@ def test_cifar_pixels_are_cached_once_and_served_as_shuffled_batches_of_views(
     assert not torch.equal(first_epoch[0].indices, second_epoch[0].indices)  # reshuffled per epoch
     sampler.set_epoch(0)
     batch = next(iter(loader))  # on a CPU run the loader makes the views
-    assert set(batch) == {"view1", "view2", "probe_view", "label"}
+    assert set(batch) == {"view1", "view2", "label"}  # no probe view unless asked for
     assert batch["view1"].shape == (8, 3, 32, 32) and batch["view1"].dtype == torch.float32
     assert torch.equal(batch["label"], torch.as_tensor(cifar10_root.train.labels)[first_epoch[0].indices])
 
 
 def test_stl10_channel_first_pixels_are_cached_with_unlabeled_marks(stl10_root: WrittenDataset) -> None:
-    datamodule = STL10DataModule(str(stl10_root.root), batch_size=4, num_workers=0, val_holdout=0)
+    datamodule = STL10DataModule(
+        str(stl10_root.root), batch_size=4, num_workers=0, view_path="batched", val_holdout=0
+    )
     datamodule.setup("fit")
     cached = datamodule.train_dataset
     expected = np.concatenate([stl10_root.train.images, stl10_root.unlabeled.images])
@@ -91,7 +94,9 @@ def test_ranks_take_disjoint_shares_of_one_permutation() -> None:
 def test_views_made_after_transfer_equal_those_made_in_the_loader(cifar10_root: WrittenDataset) -> None:
     """The accelerator branch (views after the transfer) and the CPU branch (views in the workers)
     draw the same views for the same batch: both depend only on (run seed, rank, epoch, batch)."""
-    datamodule = CIFAR10DataModule(str(cifar10_root.root), batch_size=8, num_workers=0, val_holdout=0)
+    datamodule = CIFAR10DataModule(
+        str(cifar10_root.root), batch_size=8, num_workers=0, probe_view=True, val_holdout=0
+    )
     datamodule.setup("fit")
     in_loader = datamodule.train_dataset
     key = BatchKey(epoch=3, batch=1, indices=torch.tensor([5, 2, 7, 0, 19, 11, 4, 8]))
@@ -113,7 +118,7 @@ def test_views_do_not_depend_on_the_number_of_workers(cifar10_root: WrittenDatas
     batches = {}
     for workers in (0, 2):
         datamodule = CIFAR10DataModule(
-            str(cifar10_root.root), batch_size=4, num_workers=workers, val_holdout=0
+            str(cifar10_root.root), batch_size=4, num_workers=workers, probe_view=True, val_holdout=0
         )
         datamodule.setup("fit")
         batches[workers] = list(datamodule.train_dataloader())
@@ -139,7 +144,7 @@ def test_image_folders_of_one_size_take_the_batched_path(tmp_path: Path) -> None
     datamodule = ImageFolderDataModule(str(tmp_path), batch_size=2, num_workers=0, image_size=16)
     datamodule.setup("fit")
     cached = datamodule.train_dataset
-    assert datamodule.view_path_used == "batched (all 6 training images are 20x16)"
+    assert datamodule.view_path_used == "batched (all 6 training images are 20x16; views made on the CPU)"
     assert cached.images.shape == (6, 3, 16, 20)
     expected = np.asarray(Image.open(tmp_path / "train" / "dog" / "1.png"))
     np.testing.assert_array_equal(cached.images[4].permute(1, 2, 0).numpy(), expected)
@@ -197,3 +202,38 @@ def test_auto_keeps_the_per_image_path_for_large_downscaling(tmp_path: Path) -> 
     )
     forced.setup("fit")
     assert isinstance(forced.train_dataset, CachedImages)
+
+
+def test_auto_makes_views_above_64_px_per_image_on_a_cpu_only_run(tmp_path: Path) -> None:
+    """Made on CPU cores, batched views beat per-image PIL views per core only for small images."""
+    write_folder(tmp_path, [(96, 96)] * 2)
+    large = ImageFolderDataModule(str(tmp_path), batch_size=2, num_workers=0, image_size=96)
+    large.setup("fit")  # no trainer: a CPU run
+    assert isinstance(large.train_dataset, SimCLRTrainingDataset)
+    assert large.view_path_used.startswith("per_image (96 px views on CPU: above 64 px per-image PIL views")
+    small = ImageFolderDataModule(str(tmp_path), batch_size=2, num_workers=0, image_size=64)
+    small.setup("fit")
+    assert isinstance(small.train_dataset, CachedImages)  # 64 px views: still batched
+    forced = ImageFolderDataModule(
+        str(tmp_path), batch_size=2, num_workers=0, image_size=96, view_path="batched"
+    )
+    forced.setup("fit")
+    assert isinstance(forced.train_dataset, CachedImages)
+
+
+def test_auto_keeps_batched_views_of_any_size_on_an_accelerator(tmp_path: Path) -> None:
+    """On an accelerator the views are made on the device after the transfer, whatever their size.
+
+    The meta device stands in for a GPU: the cached images move there and the datamodule, not the
+    loader, holds the augmenter, as on a GPU run."""
+    write_folder(tmp_path, [(96, 96)] * 2)
+    datamodule = ImageFolderDataModule(str(tmp_path), batch_size=2, num_workers=0, image_size=96)
+    meta = torch.device("meta")
+    datamodule.trainer = SimpleNamespace(  # type: ignore[assignment]
+        strategy=SimpleNamespace(root_device=meta), global_rank=0, world_size=1
+    )
+    datamodule.setup("fit")
+    cached = datamodule.train_dataset
+    assert isinstance(cached, CachedImages) and cached.augmenter is None
+    assert cached.images.device == meta and datamodule._augmenter is not None
+    assert datamodule.view_path_used == "batched (all 4 training images are 96x96; views made on meta)"

@@ -68,7 +68,9 @@ class RecordFirstBatch(pl.LightningModule):
 
 def test_ranks_draw_independent_views_reproducible_from_the_seed(tmp_path: Path) -> None:
     pl.seed_everything(SEED)
-    datamodule = OneImageDataModule("unused", batch_size=WORLD_SIZE * PER_DEVICE_BATCH, num_workers=0)
+    datamodule = OneImageDataModule(
+        "unused", batch_size=WORLD_SIZE * PER_DEVICE_BATCH, num_workers=0, probe_view=True
+    )
     trainer = pl.Trainer(
         accelerator="cpu", devices=WORLD_SIZE, strategy="ddp_spawn", max_steps=1, limit_val_batches=0,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -83,7 +85,9 @@ def test_ranks_draw_independent_views_reproducible_from_the_seed(tmp_path: Path)
         assert (per_sample_difference > 0.1).all(), f"{name}: ranks drew the same parameters"
 
     # Each rank's batch is a function of (seed, rank, epoch, batch) alone: rebuilt here, in one process.
-    rebuilt = OneImageDataModule("unused", batch_size=WORLD_SIZE * PER_DEVICE_BATCH, num_workers=0)
+    rebuilt = OneImageDataModule(
+        "unused", batch_size=WORLD_SIZE * PER_DEVICE_BATCH, num_workers=0, probe_view=True
+    )
     rebuilt.setup("fit")
     cached = rebuilt.train_dataset
     assert isinstance(cached, CachedImages)

@@ -72,7 +72,7 @@ class Record(pl.Callback):
 def fit(run_dir: Path, record: Record, ckpt_path: str | None = None) -> pl.Trainer:
     pl.seed_everything(SEED)
     model = SimCLR(backbone="tiny_resnet", image_size=SIDE, batch_size=BATCH, warmup_epochs=1.0, base_lr=1.0)
-    datamodule = RandomImagesDataModule(root="unused", batch_size=BATCH, num_workers=0)
+    datamodule = RandomImagesDataModule(root="unused", batch_size=BATCH, num_workers=0, probe_view=True)
     every_step = ModelCheckpoint(dirpath=run_dir, every_n_train_steps=1, save_top_k=0, save_last=True)
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_epochs=EPOCHS, limit_val_batches=0, logger=False,
