@@ -214,9 +214,13 @@ class SimCLRCLI(LightningCLI):
         Catches what parse_arguments cannot see: an image size (linked from the datamodule) that
         changes the stem, or a checkpoint without hyperparameters.
         """
-        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        config = self.config[self.subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path == "last" and self.subcommand == "fit":
+            run_dir, checkpoint_dir = config.trainer.default_root_dir, config.checkpoint.dirpath
+            ckpt_path = str(resolve_last_checkpoint(run_dir, checkpoint_dir))
         if not ckpt_path or not Path(ckpt_path).is_file():
-            return  # "last", "best", "hpc" or nothing: Lightning resolves and checks those itself
+            return  # "best", "hpc" or nothing: Lightning resolves and checks those itself
         # mmap: the shapes without reading every tensor.
         checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True)
         saved_shapes = {name: tuple(value.shape) for name, value in checkpoint.get("state_dict", {}).items()}

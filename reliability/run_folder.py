@@ -126,8 +126,11 @@ def release_run_dir(failed: bool = False) -> None:
             folder.rmdir()
 
 
-def resolve_last_checkpoint(run_dir: str | None, checkpoint_dir: str | None) -> None:
-    """`--ckpt_path last` must find a checkpoint; Lightning would otherwise start over and only warn."""
+def resolve_last_checkpoint(run_dir: str | None, checkpoint_dir: str | None) -> Path:
+    """The checkpoint `--ckpt_path last` resumes from (the newest last*.ckpt, as Lightning picks it).
+
+    It must exist: Lightning would otherwise start over and only warn.
+    """
     if run_dir is None:
         raise UserError(
             "--ckpt_path last needs the run to resume: pass its configuration, "
@@ -140,7 +143,9 @@ def resolve_last_checkpoint(run_dir: str | None, checkpoint_dir: str | None) -> 
             f"--ckpt_path last: no last.ckpt in '{folder}', so there is nothing to resume. Check the run "
             "folder, or run the same command without --ckpt_path last to start the run afresh there."
         )
-    read_simclr_checkpoint(max(candidates, key=lambda path: path.stat().st_mtime), "--ckpt_path last")
+    newest = max(candidates, key=lambda path: path.stat().st_mtime)
+    read_simclr_checkpoint(newest, "--ckpt_path last")
+    return newest
 
 
 def requeued_run_dir(given: str | None) -> Path | None:

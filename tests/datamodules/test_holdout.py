@@ -65,14 +65,20 @@ def test_cifar_validates_on_held_out_training_images_hidden_from_probe(cifar10_r
     assert len(LabelledTrainSplit(datamodule, include_held_out=True).indices) == 20
 
     # val/*: the held-out training images with their true labels and every pixel.
-    images, labels = next(iter(datamodule.val_dataloader()))
-    np.testing.assert_array_equal(labels.numpy(), written_labels[held_out[:4]])
+    # Batches come in the class-interleaved evaluation order (datamodules/sampling.py).
+    val_loader = datamodule.val_dataloader()
+    images, labels = next(iter(val_loader))
+    first = held_out[list(val_loader.sampler)[:4]]
+    np.testing.assert_array_equal(labels.numpy(), written_labels[first])
     restored = unnormalise(images, datamodule.mean, datamodule.std)
-    np.testing.assert_array_equal(restored, cifar10_root.train.images[held_out[:4]])
+    np.testing.assert_array_equal(restored, cifar10_root.train.images[first])
+    assert sorted(val_loader.sampler) == list(range(5))  # every held-out image, once
     # test/*: the test split, untouched.
     datamodule.setup("test")
-    _, test_labels = next(iter(datamodule.test_dataloader()))
-    np.testing.assert_array_equal(test_labels.numpy(), cifar10_root.test.labels[:4])
+    test_loader = datamodule.test_dataloader()
+    _, test_labels = next(iter(test_loader))
+    first_test = list(test_loader.sampler)[:4]
+    np.testing.assert_array_equal(test_labels.numpy(), cifar10_root.test.labels[first_test])
 
 
 def test_cached_view_path_hides_the_held_out_labels_too(cifar10_root: WrittenDataset) -> None:
@@ -90,8 +96,9 @@ def test_zero_falls_back_to_the_test_split_with_a_warning(cifar10_root: WrittenD
     with pytest.warns(UserWarning, match="TEST split"):
         datamodule.setup("validate")
     assert datamodule.held_out_indices() is None
-    _, labels = next(iter(datamodule.val_dataloader()))
-    np.testing.assert_array_equal(labels.numpy(), cifar10_root.test.labels[:4])
+    val_loader = datamodule.val_dataloader()
+    _, labels = next(iter(val_loader))
+    np.testing.assert_array_equal(labels.numpy(), cifar10_root.test.labels[list(val_loader.sampler)[:4]])
 
 
 def test_stl10_holds_out_labelled_images_only(stl10_root: WrittenDataset) -> None:
