@@ -35,6 +35,7 @@ from reliability.code_version import code_version
 from reliability.config_files import check_config_files
 from reliability.errors import UserError, parser_kwargs_raising_errors, reported_as_one_line
 from reliability.model_checks import check_encoder_takes
+from reliability.process_group import destroy_process_group_if_any
 from reliability.run_folder import (
     CONFIG_FILENAME,
     RUN_DIR_ENV,
@@ -359,6 +360,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
         raise
     if run:
         finish_wandb_run()
+        destroy_process_group_if_any()
     release_run_dir()
     return simclr_cli
 

@@ -1,15 +1,14 @@
-"""SimCLR views made one image at a time with PIL: the path for training images whose sizes vary.
+"""SimCLR views made one image at a time with PIL: for images of mixed sizes, and large views on CPU.
 
-Measured per core (bench/per_image_ab.py: 2,000 real CIFAR-10 JPEGs decoded once, one thread, 9
-interleaved rounds on the 2-core project machine), this path makes 3.0x the views/s of the usual
-torchvision v1 pipeline on PIL at 32 px (every round >= 2.3x) and 1.9x at 96 px with blur (>= 1.4x),
-at load average 1.2-6.6; torchvision v2 on uint8 tensors, the former default here, made 0.53x and
-0.85x. Pillow's uint8 operations beat torch's on single small images (v1 loses its time to per-call
-overhead, v2 to its tensor colour ops, the hue step above all). So each view is a handful of Pillow
-calls on uint8 pixels: a crop and a resize, brightness and contrast as one blend each, saturation as
-one colour-matrix `convert`, hue as an HSV round trip with a modular shift of H. Only the Gaussian
-blur (a per-sample kernel Pillow does not offer) runs in torch, and normalisation is one pass over
-the whole batch in the collate function.
+Measured per core (`python bench/views.py`: 2,000 real CIFAR-10 JPEGs decoded once, one thread, 9
+interleaved rounds on the idle 2-core project machine; BENCHMARKS.md), this path makes 2.77x the views/s
+of the usual torchvision v1 pipeline on PIL at 32 px and 1.78x at 96 px with blur; torchvision v2 on
+uint8 tensors, the former default here, made about 0.5x and 0.85x. Pillow's uint8 operations beat
+torch's on single small images (v1 loses its time to per-call overhead, v2 to its tensor colour ops,
+the hue step above all). So each view is a handful of Pillow calls on uint8 pixels: a crop and a
+resize, brightness and contrast as one blend each, saturation as one colour-matrix `convert`, hue as an
+HSV round trip with a modular shift of H. Only the Gaussian blur (a per-sample kernel Pillow does not
+offer) runs in torch, and normalisation is one pass over the whole batch in the collate function.
 
 Every parameter is drawn with the distribution of torchvision's SimCLR pipeline (RandomResizedCrop's
 rejection sampling, RandomHorizontalFlip, RandomApply(ColorJitter) with a random order of the four

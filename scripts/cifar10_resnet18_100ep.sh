@@ -11,7 +11,7 @@
 set -euo pipefail
 DATA_ROOT=${1:-data/cifar10}
 RUN=runs/cifar10-resnet18-100ep-$(date +%Y%m%d-%H%M%S)
-EXTRA=${EXTRA:-}  # e.g. EXTRA="--data.gpu_augment true" for the batched view path
+EXTRA=${EXTRA:-}  # e.g. EXTRA="--data.compile_augment true --model.compile true" (batched views are the default)
 
 mkdir -p runs
 start=$(date +%s)

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset, TensorDataset
 from datamodules.base import SimCLRDataModule
 from datamodules.sampling import ResumableBatchSampler
 from datamodules.uint8_cache import CachedImages
+from tests.distributed.process_group import DestroyProcessGroupAtTeardown
 
 IMAGES, PER_DEVICE_BATCH, SIDE, SEED, WORLD_SIZE = 16, 4, 16, 11, 2
 
@@ -74,6 +75,7 @@ def test_ranks_draw_independent_views_reproducible_from_the_seed(tmp_path: Path)
     trainer = pl.Trainer(
         accelerator="cpu", devices=WORLD_SIZE, strategy="ddp_spawn", max_steps=1, limit_val_batches=0,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[DestroyProcessGroupAtTeardown()],
     )  # fmt: skip
     trainer.fit(RecordFirstBatch(tmp_path), datamodule=datamodule)
     recorded = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]

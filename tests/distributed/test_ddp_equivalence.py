@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 import lightning_modules.simclr as simclr_module
 from callbacks import OnlineLinearProbe
 from lightning_modules.simclr import SimCLR
+from tests.distributed.process_group import DestroyProcessGroupAtTeardown
 
 WORLD_SIZE = 2
 PER_DEVICE_BATCH = 4
@@ -139,7 +140,7 @@ def fit(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[*callbacks, RecordRank(folder)],
+        callbacks=[*callbacks, RecordRank(folder), DestroyProcessGroupAtTeardown()],
     )
     settings.update(trainer_args)
     # Under DDP, Lightning swaps in a shuffling DistributedSampler whatever the loader says.
