@@ -85,25 +85,3 @@ class ClassifierMeta:
 
 def save_classifier(model: EncoderClassifier, meta: ClassifierMeta, path: Path) -> None:
     torch.save({"meta": asdict(meta), "state_dict": model.state_dict()}, path)
-
-
-def load_classifier(path: str | Path) -> tuple[EncoderClassifier, ClassifierMeta]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Classifier '{path}' does not exist (--ckpt). `evaluate.py linear` and `evaluate.py finetune` "
-            "write one as classifier.pt in their output folder."
-        )
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(saved, dict) or "meta" not in saved:
-        raise ValueError(
-            f"'{path}' is not a classifier saved by evaluate.py (no 'meta' entry). predict needs the "
-            "classifier.pt of `evaluate.py linear` or `evaluate.py finetune`, not a SimCLR checkpoint."
-        )
-    meta_fields = dict(saved["meta"])
-    meta_fields["encoder"] = EncoderSpec(**meta_fields["encoder"])
-    meta_fields["mean"], meta_fields["std"] = tuple(meta_fields["mean"]), tuple(meta_fields["std"])
-    meta = ClassifierMeta(**meta_fields)
-    model = EncoderClassifier(meta.encoder.build(), meta.encoder.feature_dim, len(meta.class_names))
-    model.load_state_dict(saved["state_dict"])
-    return model.eval(), meta

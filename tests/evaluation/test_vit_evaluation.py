@@ -10,7 +10,8 @@ import torch
 
 from cli import cli_main
 from evaluation.cli import main
-from evaluation.models import EncoderSpec, load_classifier
+from evaluation.models import EncoderSpec
+from evaluation.predict import load_classifier
 from lightning_modules.simclr import SimCLR
 from tests.evaluation.conftest import TEST_PER_CLASS, PretrainedRun, pretrain_arguments, write_colour_tree
 
