@@ -13,19 +13,18 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from bench.op_counts import is_kernel_launching
+
 # Boolean-mask indexing is dispatched as aten::index on CPU; on CUDA it runs nonzero, a host sync.
 BOOLEAN_MASK_INDEX = "aten::index(boolean mask)"
 # Ops that copy a value to the host and wait for the device (`.item()`, `float(t)`, `bool(t)`, nonzero...).
 HOST_SYNC_OPS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", BOOLEAN_MASK_INDEX)
-# Ops that allocate or relabel memory without running a kernel.
-NON_LAUNCHING_OPS = frozenset(
+# Beyond bench/op_counts.py's rule (views, in-place metadata changes, bare allocations): ops that run no
+# kernel either, and the host read of a value, which these counts report as a sync instead.
+NOT_KERNELS = frozenset(
     {
-        "aten::empty",
-        "aten::empty_like",
-        "aten::empty_strided",
         "aten::new_empty",
         "aten::new_empty_strided",
-        "aten::_unsafe_view",
         "aten::_reshape_alias",
         "aten::lift_fresh",
         "aten::set_",
@@ -50,33 +49,29 @@ class AtenOpCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.counts: Counter[str] = Counter()
-        self.views: set[str] = set()
+        self.non_launching: set[str] = set()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         name = aten_op_name(func, args)
         self.counts[name] += 1
-        if func.is_view:
-            self.views.add(name)
+        if not is_kernel_launching(func) or name in NOT_KERNELS:
+            self.non_launching.add(name)
         return func(*args, **(kwargs or {}))
 
     def result(self) -> OpCounts:
         counts = OpCounts(self.counts)
-        counts.views = frozenset(self.views)
+        counts.non_launching = frozenset(self.non_launching)
         return counts
 
 
 class OpCounts(Counter):
-    """aten op name -> calls, plus which of them are views (no kernel)."""
+    """aten op name -> calls, plus which of them run no kernel (bench/op_counts.py's one rule)."""
 
-    views: frozenset[str] = frozenset()
+    non_launching: frozenset[str] = frozenset()
 
     def launching(self) -> int:
-        """Calls of aten ops that run a kernel: all but views and allocations (and profiler markers)."""
-        return sum(
-            count
-            for name, count in self.items()
-            if name.startswith("aten::") and name not in self.views and name not in NON_LAUNCHING_OPS
-        )
+        """Calls of aten ops that run a kernel: all but views, metadata changes and bare allocations."""
+        return sum(count for name, count in self.items() if name not in self.non_launching)
 
     def host_syncs(self) -> int:
         return sum(self[name] for name in HOST_SYNC_OPS)
