@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from datamodules.transforms import Triple
 from reliability.errors import UserError
 
-Triple = tuple[float, float, float]
 # Images decoded to estimate mean/std: the estimate's standard error is far below what normalisation notices.
 STATS_SAMPLE_SIZE = 1000
 

@@ -247,7 +247,10 @@ class ImageFolderDataModule(SimCLRDataModule):
         return self._train_folder
 
     def _training_image_sizes(self) -> list[tuple[int, int]]:
-        """Read from the file headers, without decoding; stops at the second size found."""
+        """Known from the construction's header scan when every image has the native size; otherwise
+        read from the training files' headers, without decoding, stopping at the second size found."""
+        if self.native_image_size is not None:
+            return super()._training_image_sizes()
         return [size for size, _ in distinct_sizes(path for path, _ in self._train_folder.samples)]
 
     def _eval_images(self, split: EvalSplit, transform: ImageTransform) -> Dataset:
