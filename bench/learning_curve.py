@@ -10,8 +10,13 @@ temperature 0.5, weight decay 1e-6, jitter strength 0.5, no blur), steps, and CI
 the encoder is scored by weighted kNN (k=200, T=0.1; evaluation/knn.py) of the test subset against
 the training subset, both through the same deterministic evaluation view.
 
-Full run (sized for about 30 minutes on 2 idle cores; prints a Markdown table, --append adds it to a file):
-    python bench/learning_curve.py --data ../shared/data/cifar10 --append BENCHMARKS.md
+The table gives, per epoch, each pipeline's mean and seed range, whether our mean lies inside the
+reference's range, and the paired per-seed difference (seed s starts both from the same weights) with
+its 95% t-interval: the range test alone is a coin toss with few seeds.
+
+Full run (10 seeds, sized for about 30 minutes on 2 idle cores; prints a Markdown table, --append adds it
+to a file, --save keeps the curves as JSON and --table_from prints a saved run's table again):
+    python bench/learning_curve.py --data ../shared/data/cifar10 --save curves.json --append BENCHMARKS.md
 Smoke run (seconds): python bench/learning_curve.py --smoke
 Needs lightly (requirements.txt, test-only).
 """
@@ -19,6 +24,8 @@ Needs lightly (requirements.txt, test-only).
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import json
 import math
 import os
 import platform
@@ -29,6 +36,7 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+import scipy.stats
 import torch
 import torchvision
 from lightly.loss import NTXentLoss
@@ -190,7 +198,7 @@ def our_run(args, root: Path, mean, std, seed: int) -> list[float]:
     pl.seed_everything(seed, workers=True, verbose=False)
     datamodule = ImageFolderDataModule(
         str(root), batch_size=args.batch_size, num_workers=args.workers, jitter_strength=JITTER,
-        blur=False, mean=mean, std=std, pin_memory=False, val_holdout=0,
+        blur=False, mean=mean, std=std, pin_memory=False, val_holdout=0, view_path=args.view_path,
     )  # fmt: skip
     model = SimCLR(
         backbone=args.backbone, image_size=datamodule.image_size, batch_size=args.batch_size,
@@ -212,31 +220,64 @@ def summary(values: list[float]) -> str:
     return f"{mean:.1f}{spread}"
 
 
-def table(curves: dict[str, list[list[float]]], args, seconds: dict[str, float]) -> str:
+def paired_difference(ours: list[float], reference: list[float]) -> tuple[float, float, float]:
+    """Mean of the per-seed differences ours - reference (percentage points) and its 95% t-interval.
+
+    Seed s starts both pipelines from the same weights, so the pairs share their initialisation and
+    the interval is narrower than one drawn from two independent samples."""
+    differences = [100 * (a - b) for a, b in zip(ours, reference, strict=True)]
+    mean = statistics.fmean(differences)
+    if len(differences) < 2:
+        return mean, math.nan, math.nan
+    half_width = scipy.stats.t.ppf(0.975, len(differences) - 1) * statistics.stdev(differences)
+    half_width /= math.sqrt(len(differences))
+    return mean, mean - half_width, mean + half_width
+
+
+def table(curves: dict[str, list[list[float]]], run: dict) -> str:
     lines = [
-        "| epoch | ours: kNN top-1 %, mean [min, max] | reference: same | ours' mean in reference's range |",
-        "| --- | --- | --- | --- |",
+        "| epoch | ours: kNN top-1 %, mean [min, max] | reference: same | ours' mean in reference's range "
+        "| ours - reference per seed, mean [95% CI] |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    for epoch in range(args.epochs + 1):
+    for epoch in range(len(curves["ours"][0])):
         ours = [curve[epoch] for curve in curves["ours"]]
         reference = [curve[epoch] for curve in curves["reference"]]
         inside = min(reference) <= statistics.fmean(ours) <= max(reference)
+        difference, low, high = paired_difference(ours, reference)
         label = "0 (random init)" if epoch == 0 else str(epoch)
-        lines.append(f"| {label} | {summary(ours)} | {summary(reference)} | {'yes' if inside else 'no'} |")
-    load = os.getloadavg()
+        lines.append(
+            f"| {label} | {summary(ours)} | {summary(reference)} | {'yes' if inside else 'no'} "
+            f"| {difference:+.1f} [{low:+.1f}, {high:+.1f}] |"
+        )
     lines += [
         "",
-        f"Seeds {args.seeds}; {args.train_per_class} train / {args.test_per_class} test images per class; "
-        f"{args.backbone} at {args.image_size} px; batch {args.batch_size}; {args.epochs} epochs "
-        f"({args.warmup_epochs} warm-up); {torch.get_num_threads()} thread(s), {args.workers} loader "
-        "worker(s). "
-        f"Wall time: ours {seconds['ours']:.0f} s, reference {seconds['reference']:.0f} s. "
-        f"Load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; {platform.machine()}, "
-        f"{os.cpu_count()} cores; torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"pytorch-lightning {pl.__version__}.",
-        f"Command: `python {' '.join(sys.argv)}`",
+        f"Seeds {run['seeds']}; {run['train_per_class']} train / {run['test_per_class']} test images "
+        "per class; "
+        f"{run['backbone']} at {run['image_size']} px; batch {run['batch_size']}; {run['epochs']} epochs "
+        f"({run['warmup_epochs']} warm-up); our view path {run.get('view_path', 'auto')}; "
+        f"{run['threads']} thread(s), {run['workers']} loader worker(s). "
+        f"Wall time: ours {run['seconds']['ours']:.0f} s, reference {run['seconds']['reference']:.0f} s. "
+        f"Load average at the end {run['load']}; {run['machine']}; {run['versions']}.",
+        f"Command: `{run['command']}`",
     ]
     return "\n".join(lines)
+
+
+def run_record(args, seconds: dict[str, float]) -> dict:
+    """What the table's footnote states about the run, kept with the curves in --save's file."""
+    load = os.getloadavg()
+    return {
+        **{key: getattr(args, key) for key in (
+            "seeds", "train_per_class", "test_per_class", "backbone", "image_size", "batch_size", "epochs",
+            "warmup_epochs", "threads", "workers", "view_path")},
+        "seconds": seconds,
+        "load": f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "versions": f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"pytorch-lightning {pl.__version__}, lightly {importlib.metadata.version('lightly')}",
+        "command": f"python {' '.join(sys.argv)}",
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -250,12 +291,24 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--backbone", default="tiny_resnet")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    # 10 seeds: with 3, two identical pipelines put one mean outside the other's range at about a third
+    # of the epochs by chance alone.
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--view_path", default="auto", choices=["auto", "batched", "per_image"],
+        help="our pipeline's --data.view_path: per_image compares our other view path with the reference",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--append", type=Path, help="append the table to this Markdown file")
+    parser.add_argument("--save", type=Path, help="write the curves and the run's details to this JSON file")
+    parser.add_argument("--table_from", type=Path, help="print a --save file's table; no training")
     parser.add_argument("--smoke", action="store_true", help="a run of seconds that checks the script")
     args = parser.parse_args()
+    if args.table_from:
+        saved = json.loads(args.table_from.read_text())
+        print(table(saved["curves"], saved["run"]))
+        return
     if args.smoke:
         args.train_per_class, args.test_per_class, args.epochs, args.batch_size = 8, 4, 1, 32
         args.seeds, args.workers, args.warmup_epochs = args.seeds[:2], 0, 0.5
@@ -271,7 +324,10 @@ def main() -> None:
                 curves[name].append(run(args, root, mean, std, seed))
                 seconds[name] += time.perf_counter() - start
                 print(f"{name} seed {seed}: {[round(v * 100, 1) for v in curves[name][-1]]}", flush=True)
-    result = table(curves, args, seconds)
+                if args.save:  # after every run, so an interrupted comparison keeps what it measured
+                    record = {"curves": curves, "run": run_record(args, seconds)}
+                    args.save.write_text(json.dumps(record, indent=1))
+    result = table(curves, run_record(args, seconds))
     print(result)
     if args.append:
         with args.append.open("a") as file:
