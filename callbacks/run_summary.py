@@ -57,6 +57,10 @@ def _data_line(datamodule: pl.LightningDataModule) -> str:
     if train is not None:
         # Both view paths' training sets have one item per image (the batched one serves whole batches).
         described += f", {len(train)} training images"
+        held_out = datamodule.held_out_indices() if hasattr(datamodule, "held_out_indices") else None
+        if held_out is not None:
+            # The validation slice comes out of the training split; say so, or val/* looks like test data.
+            described += f" ({len(held_out)} of them held out for val/*, pretrained on without labels)"
     if hasattr(datamodule, "num_classes"):
         described += f", {datamodule.num_classes} classes"
     if hasattr(datamodule, "image_size"):

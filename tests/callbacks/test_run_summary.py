@@ -27,3 +27,15 @@ def test_data_line_counts_training_images_on_both_view_paths(
     assert _data_line(datamodule).endswith(
         f", 20 training images, 10 classes, 32 px, views {EXPECTED_VIEWS[view_path]}"
     )
+
+
+def test_data_line_says_how_many_training_images_validate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_cifar10(tmp_path, monkeypatch).root
+    datamodule = CIFAR10DataModule(
+        str(root), batch_size=8, num_workers=0, view_path="per_image", val_holdout=0.5
+    )
+    datamodule.setup("fit")
+    expected = "20 training images (10 of them held out for val/*, pretrained on without labels), 10 classes"
+    assert expected in _data_line(datamodule)
