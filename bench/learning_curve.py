@@ -2,8 +2,9 @@
 
 (a) ours:      ImageFolderDataModule (its default training views) + the SimCLR LightningModule + Trainer.
 (b) reference: the peers' PIL views (torchvision.transforms v1, as lightly's and solo-learn's CIFAR
-               recipes write them), lightly's NT-Xent loss and projection head, MoCo v3's LARS and the
-               paper's warm-up + cosine schedule in a plain PyTorch loop.
+               recipes write them) and bench/reference_simclr.py's step (lightly's NT-Xent loss and
+               projection head, MoCo v3's LARS, the paper's warm-up + cosine schedule; the step
+               tests/lightning_modules/test_reference_trajectory.py holds ours equal to) in a plain loop.
 Both: the same backbone, recipe (configs/cifar10.yaml scaled down: LARS, base_lr 0.5 x batch / 256,
 temperature 0.5, weight decay 1e-6, jitter strength 0.5, no blur), steps, and CIFAR-10 JPEG subset
 (the first N files of each class, sorted by name). After every epoch, and at random initialisation,
@@ -40,7 +41,6 @@ import scipy.stats
 import torch
 import torchvision
 from lightly.loss import NTXentLoss
-from lightly.models.modules.heads import ProjectionHead as LightlyProjectionHead
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -48,6 +48,7 @@ from torchvision import transforms as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.reference_simclr import projection_head, training_step, warmup_cosine_lr  # noqa: E402
 from datamodules import ImageFolderDataModule  # noqa: E402
 from evaluation.knn import knn_predict  # noqa: E402
 from lightning_modules.backbones import build_backbone  # noqa: E402
@@ -122,35 +123,10 @@ def knn_top1(encoder: nn.Module, root: Path, mean, std, batch: int, workers: int
     return float((scores.argmax(dim=1) == labels).float().mean())
 
 
-def learning_rate(step: int, total: int, warmup: int, batch: int) -> float:
-    peak = RECIPE["base_lr"] * batch / 256
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
-def moco_v3_lars(params, buffers: dict, lr: float, weight_decay: float, momentum: float) -> None:
-    """MoCo v3's LARS: trust ratio 1e-3 ||w|| / ||g + wd w|| on weights; 1-d parameters plain SGD."""
-    with torch.no_grad():
-        for param in params:
-            if param.grad is None:
-                continue
-            update = param.grad
-            if param.ndim > 1:
-                update = update.add(param, alpha=weight_decay)
-                norm, update_norm = torch.norm(param), torch.norm(update)
-                if norm > 0 and update_norm > 0:
-                    update = update * (0.001 * norm / update_norm)
-            buffer = buffers.get(param)
-            buffers[param] = update.clone() if buffer is None else buffer.mul_(momentum).add_(update)
-            param.add_(buffers[param], alpha=-lr)
-
-
 def reference_run(args, root: Path, mean, std, seed: int) -> list[float]:
     torch.manual_seed(seed)
     encoder, width = build_backbone(args.backbone, args.image_size)
-    head = LightlyProjectionHead([(width, width, nn.BatchNorm1d(width), nn.ReLU()), (width, 128, None, None)])
-    network = nn.Sequential(encoder, head).train()
+    network = nn.Sequential(encoder, projection_head(width)).train()
     criterion = NTXentLoss(temperature=RECIPE["temperature"])
     data = Files(root / "train", TwoViews(peer_views(args.image_size, mean, std)))
     generator = torch.Generator().manual_seed(seed)
@@ -164,15 +140,10 @@ def reference_run(args, root: Path, mean, std, seed: int) -> list[float]:
     step = 0
     for _ in range(args.epochs):
         for (view1, view2), _ in loader:
-            z1, z2 = network(torch.cat([view1, view2])).chunk(2)
-            loss = criterion(z1, z2)
-            network.zero_grad(set_to_none=True)
-            loss.backward()
-            lr = learning_rate(step, total, warmup, args.batch_size)
-            params = list(network.parameters())
-            decay, momentum = RECIPE["weight_decay"], RECIPE["momentum"]
-            moco_v3_lars([p for p in params if p.ndim > 1], buffers, lr, decay, momentum)
-            moco_v3_lars([p for p in params if p.ndim <= 1], buffers, lr, 0.0, momentum)
+            lr = warmup_cosine_lr(step, total, warmup, peak=RECIPE["base_lr"] * args.batch_size / 256)
+            training_step(
+                network, criterion, view1, view2, buffers, lr, RECIPE["weight_decay"], RECIPE["momentum"]
+            )
             step += 1
         curve.append(knn_top1(encoder, root, mean, std, args.batch_size, args.workers))
     return curve

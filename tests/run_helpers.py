@@ -1,4 +1,5 @@
-"""Tiny on-disk image folders and the command line of a CPU training run that takes seconds."""
+"""Tiny on-disk image folders, the command line of a CPU training run that takes seconds, and a clean
+environment for it."""
 
 from __future__ import annotations
 
@@ -8,10 +9,24 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 IMAGE_SIDE = 12
+
+
+def fresh_cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cli_main records the run folder and W&B id in the environment for DDP workers, and W&B reads its
+    mode from it: an in-process run starts from none of an earlier test's, with W&B off."""
+    # Imported here: conftest loads this module before pytest captures logs, and pytorch_lightning
+    # imported then (reliability imports it) would stop its loggers propagating to caplog.
+    from reliability.errors import DEBUG_ENV
+    from reliability.run_folder import RUN_DIR_ENV, WANDB_ID_ENV
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    for name in (RUN_DIR_ENV, WANDB_ID_ENV, DEBUG_ENV):
+        monkeypatch.delenv(name, raising=False)
 
 
 def write_image_folder(

@@ -15,17 +15,13 @@ from cli import cli_main
 from datamodules.imagefolder import ImageFolderDataModule, UnreadableImageError, load_rgb
 from lightning_modules.simclr import SimCLR
 from reliability.errors import DEBUG_ENV
-from tests.run_helpers import REPOSITORY, smoke_args, write_image_folder
+from tests.run_helpers import REPOSITORY, fresh_cli_environment, smoke_args, write_image_folder
 
 
 @pytest.fixture(autouse=True)
 def fresh_process_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """cli_main records the run folder and W&B id in the environment for DDP workers; start clean."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    monkeypatch.delenv("SIMCLR_RUN_DIR", raising=False)
-    monkeypatch.delenv("SIMCLR_WANDB_RUN_ID", raising=False)
-    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    fresh_cli_environment(monkeypatch)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: one thread is fastest, and far faster on a busy CPU
     yield

@@ -13,11 +13,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset
 
-from datamodules.base import SimCLRDataModule
 from datamodules.sampling import ResumableBatchSampler
 from datamodules.uint8_cache import CachedImages
+from tests.datamodules.in_memory import InMemoryDataModule
 from tests.distributed.process_group import DestroyProcessGroupAtTeardown
 
 IMAGES, PER_DEVICE_BATCH, SIDE, SEED, WORLD_SIZE = 16, 4, 16, 11, 2
@@ -25,29 +25,14 @@ IMAGES, PER_DEVICE_BATCH, SIDE, SEED, WORLD_SIZE = 16, 4, 16, 11, 2
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:.*ddp_spawn.*")]
 
 
-class OneImageDataModule(SimCLRDataModule):
+class OneImageDataModule(InMemoryDataModule):
     """IMAGES copies of one random image, labelled by index, on the default (batched) path."""
 
-    native_image_size = SIDE
-
-    @property
-    def class_names(self) -> list[str]:
-        return [str(i) for i in range(IMAGES)]
-
-    @property
-    def mean(self):
-        return (0.5, 0.5, 0.5)
-
-    @property
-    def std(self):
-        return (0.25, 0.25, 0.25)
+    class_names = [str(i) for i in range(IMAGES)]
 
     def _pretrain_images(self) -> Dataset:
         image = torch.randint(0, 256, (3, SIDE, SIDE), generator=torch.Generator().manual_seed(0))
         return [(image.to(torch.uint8), index) for index in range(IMAGES)]
-
-    def _eval_images(self, split, transform) -> Dataset:
-        return TensorDataset(torch.zeros(2, 3, SIDE, SIDE), torch.tensor([0, 1]))
 
 
 class RecordFirstBatch(pl.LightningModule):

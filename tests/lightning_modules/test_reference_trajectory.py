@@ -1,29 +1,24 @@
 """Our SimCLR, trained through Lightning, follows an independent reference step for step.
 
-The reference is a plain PyTorch loop built from a peer library (lightly: its NT-Xent loss and its
-generic projection head) plus the pieces lightly has no equal of, written here from their published
-definitions: LARS as MoCo v3 defines it (the trust ratio over ||grad + wd * w||, biases and 1-d
-parameters exempt from decay and trust ratio) and the paper's schedule (linear warm-up, then the cosine
-decay of SimCLR's official code, reaching zero at the last step). It runs configs/cifar10.yaml's recipe
-(LARS, base_lr 0.5 scaled by batch / 256, weight decay 1e-6, momentum 0.9, temperature 0.5, 2-layer
-head, warm-up then cosine stepped per optimiser step) on a tiny backbone, in float64: in float32 the two
-loops round differently and drift apart by about 1e-5 after 20 steps, which would hide a real difference
-of that size. Like the paper's official code
-(and unlike lightly's and solo-learn's examples) both views go through the encoder as one batch of 2N.
+The reference (bench/reference_simclr.py) is a plain PyTorch step built from a peer library (lightly's
+NT-Xent loss and projection head) plus MoCo v3's LARS and the paper's warm-up + cosine schedule written
+from their published definitions. It runs configs/cifar10.yaml's recipe (LARS, base_lr 0.5 scaled by
+batch / 256, weight decay 1e-6, momentum 0.9, temperature 0.5, 2-layer head, warm-up then cosine stepped
+per optimiser step) on a tiny backbone, in float64: in float32 the two loops round differently and drift
+apart by about 1e-5 after 20 steps, which would hide a real difference of that size.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 
 import pytorch_lightning as pl
 import torch
 from lightly.loss import NTXentLoss
-from lightly.models.modules.heads import ProjectionHead as LightlyProjectionHead
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from bench.reference_simclr import projection_head, training_step, warmup_cosine_lr
 from lightning_modules.simclr import SimCLR
 
 BATCH, STEPS_PER_EPOCH, EPOCHS, IMAGE = 16, 10, 2, 16
@@ -42,56 +37,25 @@ def view_batches() -> list[dict[str, Tensor]]:
     ]  # fmt: skip
 
 
-def reference_lars_step(params: list[nn.Parameter], buffers: dict, lr: float, wd: float, momentum: float):
-    """MoCo v3's LARS (Chen, Xie & He 2021, moco-v3/optimizer.py), trust coefficient 1e-3."""
-    with torch.no_grad():
-        for param in params:
-            update = param.grad
-            if param.ndim > 1:
-                update = update.add(param, alpha=wd)
-                param_norm, update_norm = torch.norm(param), torch.norm(update)
-                if param_norm > 0 and update_norm > 0:
-                    update = update * (0.001 * param_norm / update_norm)
-            buffer = buffers.get(param)
-            buffers[param] = update.clone() if buffer is None else buffer.mul_(momentum).add_(update)
-            param.add_(buffers[param], alpha=-lr)
-
-
-def reference_learning_rate(step: int) -> float:
-    """Peak = base_lr * batch / 256; linear warm-up reaching the peak at the last warm-up step, then the
-    cosine decay of tf.compat.v1.train.cosine_decay over the remaining steps."""
-    peak = RECIPE["base_lr"] * BATCH / 256
-    if step < WARMUP_STEPS:
-        return peak * (step + 1) / WARMUP_STEPS
-    return peak * 0.5 * (1 + math.cos(math.pi * (step - WARMUP_STEPS) / (STEPS - WARMUP_STEPS)))
-
-
 def reference_trajectory(
     encoder: nn.Module, ours_head: nn.Sequential, batches: list[dict[str, Tensor]]
 ) -> tuple[list[float], nn.Module]:
     """Plain loop: lightly's loss and head (weights copied from ours), the reference LARS and schedule."""
-    feature_dim = ours_head[0].in_features
-    head = LightlyProjectionHead(
-        [(feature_dim, feature_dim, nn.BatchNorm1d(feature_dim), nn.ReLU()), (feature_dim, 128, None, None)]
-    ).to(next(encoder.parameters()).dtype)
+    head = projection_head(ours_head[0].in_features).to(next(encoder.parameters()).dtype)
     for ours, theirs in zip(ours_head.state_dict().values(), head.state_dict().values(), strict=True):
         theirs.copy_(ours)
     network = nn.Sequential(encoder, head).train()
     criterion = NTXentLoss(temperature=RECIPE["temperature"])
-    params = [param for param in network.parameters() if param.requires_grad]
     buffers: dict = {}
     losses = []
+    peak = RECIPE["base_lr"] * BATCH / 256
     for step in range(STEPS):
         batch = batches[step % STEPS_PER_EPOCH]
-        z1, z2 = network(torch.cat([batch["view1"], batch["view2"]])).chunk(2)
-        loss = criterion(z1, z2)
-        network.zero_grad(set_to_none=True)
-        loss.backward()
-        decayed_params = [param for param in params if param.ndim > 1]
-        exempt_params = [param for param in params if param.ndim <= 1]
-        lr = reference_learning_rate(step)
-        reference_lars_step(decayed_params, buffers, lr, RECIPE["weight_decay"], RECIPE["momentum"])
-        reference_lars_step(exempt_params, buffers, lr, 0.0, RECIPE["momentum"])
+        lr = warmup_cosine_lr(step, STEPS, WARMUP_STEPS, peak)
+        loss = training_step(
+            network, criterion, batch["view1"], batch["view2"], buffers, lr,
+            RECIPE["weight_decay"], RECIPE["momentum"],
+        )  # fmt: skip
         losses.append(loss.item())
     return losses, network
 

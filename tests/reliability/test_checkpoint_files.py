@@ -11,8 +11,8 @@ import torch
 from cli import cli_main
 from evaluation.cli import main as evaluate_main
 from reliability.checkpoint_io import AtomicCheckpointIO
-from reliability.errors import DEBUG_ENV, reported_as_one_line
-from tests.run_helpers import smoke_args, write_image_folder
+from reliability.errors import reported_as_one_line
+from tests.run_helpers import fresh_cli_environment, smoke_args, write_image_folder
 
 
 class CreatesMarkerWhenUnpickled:
@@ -28,10 +28,7 @@ class CreatesMarkerWhenUnpickled:
 @pytest.fixture(autouse=True)
 def fresh_process_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    monkeypatch.delenv("SIMCLR_RUN_DIR", raising=False)
-    monkeypatch.delenv("SIMCLR_WANDB_RUN_ID", raising=False)
-    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    fresh_cli_environment(monkeypatch)
     yield
 
 

@@ -12,14 +12,12 @@ import torch
 import yaml
 
 from cli import cli_main
-from tests.run_helpers import smoke_args, write_image_folder
+from tests.run_helpers import fresh_cli_environment, smoke_args, write_image_folder
 
 
 @pytest.fixture(autouse=True)
 def fresh_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    monkeypatch.delenv("SIMCLR_RUN_DIR", raising=False)
-    monkeypatch.delenv("SIMCLR_WANDB_RUN_ID", raising=False)
+    fresh_cli_environment(monkeypatch)
     yield
 
 

@@ -13,7 +13,7 @@ import torch
 
 from cli import cli_main
 from reliability.run_folder import newest_checkpoint, requeued_run_dir, saved_wandb_id
-from tests.run_helpers import smoke_args, write_image_folder
+from tests.run_helpers import fresh_cli_environment, smoke_args, write_image_folder
 
 SIGNALLED_AT = 5  # one step into the second epoch of 4 steps
 
@@ -30,9 +30,7 @@ class SendSigterm(pl.Callback):
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, monkeypatch, caplog) -> None:
     caplog.set_level(logging.INFO)
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    monkeypatch.delenv("SIMCLR_RUN_DIR", raising=False)
-    monkeypatch.delenv("SIMCLR_WANDB_RUN_ID", raising=False)
+    fresh_cli_environment(monkeypatch)
     run = tmp_path / "run"
     args = smoke_args(write_image_folder(tmp_path / "images"), run, "--trainer.logger", "false")
     # The step checkpoint is far away: the checkpoint must come from the SIGTERM.
