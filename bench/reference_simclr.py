@@ -3,8 +3,8 @@
 Built from a peer library (lightly: its NT-Xent loss and its generic projection head) plus what lightly
 has no equal of, written from the published definitions: LARS as MoCo v3 defines it (Chen, Xie & He
 2021, moco-v3/optimizer.py) and the paper's schedule (linear warm-up, then the cosine decay of SimCLR's
-official code, reaching zero just after the last step). One implementation serves both uses, so the reference
-of the CPU learning curve (bench/learning_curve.py) is the very step that
+official code, reaching zero just after the last step). One implementation serves both uses, so the
+reference of the CPU learning curve (bench/learning_curve.py) is the very step that
 tests/lightning_modules/test_reference_trajectory.py proves our module equal to. Like the paper's
 official code (and unlike lightly's and solo-learn's examples) both views go through the encoder as one
 batch of 2N, so batch norm sees both.
