@@ -139,8 +139,9 @@ class SimCLRCLI(LightningCLI):
                 section.dirpath = str(Path(run_dir) / "checkpoints")
 
     def before_fit(self) -> None:
-        # What the datamodule worked out itself (an image folder's native size and pixel statistics) goes
-        # into the config.yaml saved at the start of fit, so a rerun or evaluate.py need not re-estimate.
+        # What the datamodule worked out itself (an image folder's native size and pixel statistics, the
+        # held-out count in effect) goes into the config.yaml saved at the start of fit, so a rerun or
+        # evaluate.py need not re-estimate and validates on the same split.
         resolved = getattr(self.datamodule, "resolved_arguments", None)
         if callable(resolved):
             init_args = self.config[self.subcommand].data.init_args

@@ -226,6 +226,11 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         """False where the dataset ships only train and test; a slice of train then validates."""
         return False
 
+    def resolved_arguments(self) -> dict[str, object]:
+        """Defaults in effect that config.yaml should pin (cli.py writes them where the config had None),
+        so a rerun of a saved config validates on the same split even if a default changes later."""
+        return {} if self.has_validation_split() else {"val_holdout": self.val_holdout}
+
     def train_images(self, include_held_out: bool = False) -> Dataset:
         """(PIL image, label) pairs of the training split, label -1 when unlabeled.
 

@@ -232,8 +232,9 @@ class ImageFolderDataModule(SimCLRDataModule):
         return self._statistics
 
     def resolved_arguments(self) -> dict[str, object]:
-        """The arguments this datamodule worked out itself, for config.yaml: a rerun needs no re-estimate."""
-        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+        """Also what it worked out from the images, so a rerun or evaluate.py needs no re-estimate."""
+        estimated = {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+        return {**super().resolved_arguments(), **estimated}
 
     def has_validation_split(self) -> bool:
         return (Path(self.root) / "val").is_dir()

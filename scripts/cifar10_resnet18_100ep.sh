@@ -13,6 +13,10 @@ DATA_ROOT=${1:-data/cifar10}
 RUN=runs/cifar10-resnet18-100ep-$(date +%Y%m%d-%H%M%S)
 EXTRA=${EXTRA:-}  # e.g. EXTRA="--data.compile_augment true --model.compile true" (batched views are the default)
 
+# On a CPU the recipe takes days and would append a row measured on the wrong machine: stop instead.
+python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else
+  "scripts/cifar10_resnet18_100ep.sh needs a CUDA GPU (torch.cuda.is_available() is False); run it on a GPU machine.")'
+
 mkdir -p runs
 start=$(date +%s)
 # shellcheck disable=SC2086

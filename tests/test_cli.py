@@ -150,6 +150,7 @@ def test_cifar_recipe_on_a_folder_of_32px_images_trains_at_32px_and_tests_once(t
     assert len(datamodule.val_dataset) == 5  # 10% of the 48 training images
     saved = yaml.safe_load((only_run_folder() / "config.yaml").read_text())["data"]["init_args"]
     assert saved["image_size"] == 32 and saved["mean"] == list(datamodule.mean) and len(saved["std"]) == 3
+    assert saved["val_holdout"] == 0.1  # the default in effect, pinned for reruns of this config
     metrics = fit.trainer.callback_metrics
     assert {"val/probe_top1", "val/knn_top1", "test/probe_top1", "test/knn_top1"} <= metrics.keys()
 

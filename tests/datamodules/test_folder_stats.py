@@ -43,7 +43,7 @@ def test_one_square_size_is_the_native_size_and_evaluation_keeps_every_pixel(tmp
     np.testing.assert_allclose(datamodule.mean, expected_mean, atol=1e-4)
     np.testing.assert_allclose(datamodule.std, expected_std, atol=1e-4)
     assert datamodule.resolved_arguments() == {
-        "image_size": 12, "mean": list(datamodule.mean), "std": list(datamodule.std),
+        "val_holdout": 0, "image_size": 12, "mean": list(datamodule.mean), "std": list(datamodule.std),
     }  # fmt: skip
 
     # No Resize + CenterCrop: the evaluation view is the image itself, normalised.
