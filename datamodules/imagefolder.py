@@ -256,6 +256,13 @@ class ImageFolderDataModule(SimCLRDataModule):
 
     def _eval_images(self, split: EvalSplit, transform: ImageTransform) -> Dataset:
         split_dir = self.layout.val_dir if split == "val" else self.layout.test_dir
+        if split == "test" and self.has_validation_split() and split_dir == self.layout.val_dir:
+            warnings.warn(
+                f"'{self.root}' has no test/ folder, so test/* reports on val/, the images val/* and the "
+                "best checkpoint were selected on. For an unbiased test number add a test/ folder, or "
+                "rename val/ to test/ (a held-out slice of train/ then validates, --data.val_holdout).",
+                stacklevel=2,
+            )
         return _image_folder(split_dir, transform=transform)
 
 

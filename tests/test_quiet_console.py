@@ -26,6 +26,9 @@ ALLOWED = {
     "wandb: WARNING The anonymous setting has no effect": "Lightning passes a removed W&B argument",
     # On machines with more cores than the smoke overlay's 2 workers; the user can raise --data.num_workers.
     "does not have many workers which may be a bottleneck": "a user can act on it",
+    # A train/val folder's test/* is its val/, where the best checkpoint was selected; the line says how
+    # to get an unbiased test split (add test/, or rename val/ to test/).
+    "has no test/ folder, so test/* reports on val/": "a user can act on it",
 }
 
 

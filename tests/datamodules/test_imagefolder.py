@@ -12,6 +12,7 @@ from PIL import Image
 from datamodules import ImageFolderDataModule
 from datamodules.imagefolder import load_rgb
 from tests.datamodules.fake_data import unnormalise
+from tests.run_helpers import write_image_folder
 
 # One solid-colour image per mode, so the expected RGB value survives any resize and crop.
 # (mode, size, file name, how to build it, the RGB it must load as)
@@ -177,3 +178,16 @@ def test_split_with_different_classes_is_rejected(tree: Path) -> None:
     (tree / "val" / "dog").rename(tree / "val" / "wolf")
     with pytest.raises(ValueError, match=r"missing: \['dog'\], extra: \['wolf'\]"):
         _ = make(tree).num_classes
+
+
+def test_without_a_test_folder_the_test_split_warns_that_it_is_the_validation_split(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "train_val", image_side=16)
+    datamodule = ImageFolderDataModule(str(root), batch_size=4, num_workers=0)
+    with pytest.warns(UserWarning, match="has no test/ folder, so test/\\* reports on val/"):
+        datamodule.setup("test")
+    (root / "val").rename(root / "test")  # now val/* comes from a held-out slice of train/
+    separate = ImageFolderDataModule(str(root), batch_size=4, num_workers=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        separate.setup("test")
+    assert separate.test_dataset.root == str(root / "test")
