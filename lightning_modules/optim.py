@@ -98,8 +98,9 @@ class LARS(torch.optim.Optimizer):
       (lightly.utils.lars.LARS) and solo-learn compute it, to reproduce their runs. Like them, a tensor
       whose weight or gradient norm is 0 takes the plain gradient step (no decay, no scaling).
     The two agree when wd ||w|| is small against ||g||; the triangle inequality makes the bolts ratio
-    the smaller one. The peers exempt groups whose weight_decay is 0; here `lars_exclude` exempts,
-    which is the same on the groups of parameter_groups.
+    the smaller one. Bolts and lightly exempt groups whose weight_decay is 0, solo-learn 1-d tensors; here
+    `lars_exclude` exempts, and parameter_groups sets it on its weight-decay-0 group of 1-d tensors (plus,
+    in ViTs, position embeddings and class tokens).
     """
 
     def __init__(
