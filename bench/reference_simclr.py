@@ -7,7 +7,8 @@ official code, reaching zero just after the last step). One implementation serve
 reference of the CPU learning curve (bench/learning_curve.py) is the very step that
 tests/lightning_modules/test_reference_trajectory.py proves our module equal to. Like the paper's
 official code (and unlike lightly's and solo-learn's examples) both views go through the encoder as one
-batch of 2N, so batch norm sees both.
+batch of 2N, so batch norm sees both. The test also holds `--model.lars_trust_ratio bolts` against
+lightly's own LARS, stepped after the same contrastive_backward.
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ def moco_v3_lars_step(
             param.add_(buffers[param], alpha=-lr)
 
 
+def contrastive_backward(network: nn.Module, criterion: NTXentLoss, view1: Tensor, view2: Tensor) -> Tensor:
+    """Loss of `network` (encoder then head) on a batch of view pairs [N, C, H, W] each, and its
+    gradients in the parameters' .grad, ready for any optimiser's step; the detached loss."""
+    z1, z2 = network(torch.cat([view1, view2])).chunk(2)
+    loss = criterion(z1, z2)
+    network.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss.detach()
+
+
 def training_step(
     network: nn.Module,
     criterion: NTXentLoss,
@@ -64,12 +75,9 @@ def training_step(
     weight_decay: float,
     momentum: float,
 ) -> Tensor:
-    """One step of `network` (encoder then head) on a batch of view pairs [N, C, H, W] each; the loss."""
-    z1, z2 = network(torch.cat([view1, view2])).chunk(2)
-    loss = criterion(z1, z2)
-    network.zero_grad(set_to_none=True)
-    loss.backward()
+    """One step of `network` on a batch of view pairs with MoCo v3's LARS; the loss."""
+    loss = contrastive_backward(network, criterion, view1, view2)
     params = [param for param in network.parameters() if param.requires_grad]
     moco_v3_lars_step([p for p in params if p.ndim > 1], buffers, lr, weight_decay, momentum)
     moco_v3_lars_step([p for p in params if p.ndim <= 1], buffers, lr, 0.0, momentum)
-    return loss.detach()
+    return loss

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 
 OptimizerName = Literal["lars", "sgd", "adamw"]
+TrustRatio = Literal["simclr", "bolts"]
+
+# lightly's and Lightning Bolts' default eps in the denominator of the "bolts" trust ratio.
+BOLTS_EPS = 1e-8
 
 REFERENCE_BATCH_SIZE = 256
 
@@ -82,10 +86,21 @@ def replanned_schedule_note(saved: dict, total_steps: int, warmup_steps: int) ->
 class LARS(torch.optim.Optimizer):
     """SGD with momentum and a layer-wise trust ratio (You et al., 2017), as SimCLR trains with.
 
-    Each parameter's update is scaled by trust_coefficient * ||w|| / ||grad + weight_decay * w||, so
+    Each parameter's update is scaled by a trust ratio of about trust_coefficient * ||w|| / ||grad||, so
     every layer moves by a similar fraction of its norm, which is what keeps batch 4096 stable.
     Parameter groups with `lars_exclude=True` (biases and normalisation weights) get neither weight
     decay nor the trust ratio: scaling a bias or a batch-norm gain by its own tiny norm stalls it.
+
+    Implementations disagree on the ratio's denominator, so `trust_ratio` chooses it:
+    - "simclr" (default): trust_coefficient * ||w|| / ||g + wd w||, the update's own norm, as SimCLR's
+      official TensorFlow code (lars_optimizer.py) and MoCo v3 compute it; 1 where either norm is 0.
+    - "bolts": trust_coefficient * ||w|| / (||g|| + wd ||w|| + 1e-8), as Lightning Bolts, lightly
+      (lightly.utils.lars.LARS) and solo-learn compute it, to reproduce their runs. Like them, a tensor
+      whose weight or gradient norm is 0 takes the plain gradient step (no decay, no scaling).
+    The two agree when wd ||w|| is small against ||g||; the triangle inequality makes the bolts ratio
+    the smaller one. Bolts and lightly exempt groups whose weight_decay is 0, solo-learn 1-d tensors; here
+    `lars_exclude` exempts, and parameter_groups sets it on its weight-decay-0 group of 1-d tensors (plus,
+    in ViTs, position embeddings and class tokens).
     """
 
     def __init__(
@@ -95,9 +110,14 @@ class LARS(torch.optim.Optimizer):
         momentum: float = 0.9,
         weight_decay: float = 1e-6,
         trust_coefficient: float = 0.001,
+        trust_ratio: TrustRatio = "simclr",
     ) -> None:
         if lr <= 0:
             raise ValueError(f"LARS learning rate must be > 0, got {lr}.")
+        if trust_ratio not in get_args(TrustRatio):
+            raise ValueError(f"LARS trust_ratio must be 'simclr' or 'bolts', got {trust_ratio!r}.")
+        # An attribute, not a group default: param_groups are saved in checkpoints, whose format stays.
+        self.trust_ratio = trust_ratio
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay, trust_coefficient=trust_coefficient,
             lars_exclude=False,
@@ -121,7 +141,13 @@ class LARS(torch.optim.Optimizer):
                 updates = grads
             else:
                 updates = torch._foreach_add(grads, params, alpha=group["weight_decay"])
-                torch._foreach_mul_(updates, self._trust_ratios(params, updates, group["trust_coefficient"]))
+                if self.trust_ratio == "simclr":
+                    ratios = self._trust_ratios(params, updates, group["trust_coefficient"])
+                else:
+                    ratios = self._bolts_trust_ratios(
+                        params, grads, group["weight_decay"], group["trust_coefficient"]
+                    )
+                torch._foreach_mul_(updates, ratios)
             self._momentum_step(params, updates, group["momentum"])
             buffers = [self.state[param]["momentum_buffer"] for param in params]
             torch._foreach_add_(params, buffers, alpha=-group["lr"])
@@ -135,6 +161,20 @@ class LARS(torch.optim.Optimizer):
         ratios = torch.where(
             (param_norms > 0) & (update_norms > 0), trust_coefficient * param_norms / update_norms, 1.0
         )
+        return list(ratios.unbind())
+
+    @staticmethod
+    def _bolts_trust_ratios(
+        params: list[Tensor], grads: list[Tensor], weight_decay: float, trust_coefficient: float
+    ) -> list[Tensor]:
+        """trust_coefficient * ||w|| / (||g|| + wd ||w|| + eps) per tensor as 0-d device tensors.
+
+        Where ||w|| is 0 the ratio is 1 and the update g + wd w is g; where ||g|| is 0 it is 0, which
+        zeroes the update (the peers step by g = 0 there, without decay)."""
+        param_norms = torch.stack(torch._foreach_norm(params))
+        grad_norms = torch.stack(torch._foreach_norm(grads))
+        ratios = trust_coefficient * param_norms / (grad_norms + weight_decay * param_norms + BOLTS_EPS)
+        ratios = torch.where(grad_norms > 0, torch.where(param_norms > 0, ratios, 1.0), 0.0)
         return list(ratios.unbind())
 
     def _momentum_step(self, params: list[Tensor], updates: list[Tensor], momentum: float) -> None:
@@ -180,12 +220,18 @@ def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(
-    name: OptimizerName, module: nn.Module, lr: float, weight_decay: float, momentum: float
+    name: OptimizerName,
+    module: nn.Module,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    lars_trust_ratio: TrustRatio = "simclr",
 ) -> torch.optim.Optimizer:
-    """The same decay exemptions apply to every optimiser; only LARS reads `lars_exclude`."""
+    """The same decay exemptions apply to every optimiser; only LARS reads `lars_exclude` and
+    `lars_trust_ratio` (see LARS)."""
     groups = parameter_groups(module, weight_decay)
     if name == "lars":
-        return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, trust_ratio=lars_trust_ratio)
     # Only LARS understands the flag; keep it out of the other optimisers' saved state.
     for group in groups:
         group.pop("lars_exclude")

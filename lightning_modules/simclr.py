@@ -13,7 +13,13 @@ from torch import Tensor, nn
 from callbacks.logging_steps import is_logging_step
 from lightning_modules.backbones import benefits_from_channels_last, build_backbone
 from lightning_modules.losses import nt_xent_logits
-from lightning_modules.optim import OptimizerName, WarmupCosineLR, build_optimizer, scaled_learning_rate
+from lightning_modules.optim import (
+    OptimizerName,
+    TrustRatio,
+    WarmupCosineLR,
+    build_optimizer,
+    scaled_learning_rate,
+)
 
 
 class ProjectionHead(nn.Sequential):
@@ -59,6 +65,9 @@ class SimCLR(pl.LightningModule):
         base_lr: learning rate for 256 images per step; see lightning_modules/optim.py for the rule.
         weight_decay: applied to weights, not to biases and normalisation parameters.
         momentum: for LARS and SGD.
+        lars_trust_ratio: LARS's trust-ratio denominator: simclr (the paper's official code, MoCo v3:
+            ||g + wd w||) or bolts (Lightning Bolts, lightly, solo-learn: ||g|| + wd ||w||), to reproduce
+            those libraries' runs; see lightning_modules/optim.py. LARS only.
         warmup_epochs: linear warm-up length before the cosine decay (may be fractional).
         batch_size: global batch (all devices), linked from the datamodule; sets the learning rate.
         channels_last: NHWC memory format for the encoder and its inputs (faster convolutions on tensor
@@ -81,6 +90,7 @@ class SimCLR(pl.LightningModule):
         base_lr: float = 0.3,
         weight_decay: float = 1e-6,
         momentum: float = 0.9,
+        lars_trust_ratio: TrustRatio = "simclr",
         warmup_epochs: float = 10.0,
         batch_size: int = 256,
         channels_last: bool | None = None,
@@ -189,7 +199,8 @@ class SimCLR(pl.LightningModule):
         images_per_step = self.hparams.batch_size * trainer.accumulate_grad_batches
         peak_lr = scaled_learning_rate(self.hparams.base_lr, images_per_step)
         optimizer = build_optimizer(
-            self.hparams.optimizer, self, peak_lr, self.hparams.weight_decay, self.hparams.momentum
+            self.hparams.optimizer, self, peak_lr, self.hparams.weight_decay, self.hparams.momentum,
+            self.hparams.lars_trust_ratio,
         )
         total_steps = int(trainer.estimated_stepping_batches)
         # estimated_stepping_batches skips loading the data when max_steps bounds the run; the epoch

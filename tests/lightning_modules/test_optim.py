@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 import torchvision
+from lightly.utils.lars import LARS as LightlyLARS
 from torch import nn
 
 from lightning_modules.optim import (
@@ -172,9 +173,12 @@ def test_lars_resumes_from_a_checkpoint_of_the_per_parameter_optimiser() -> None
         torch.testing.assert_close(param, reference_param, rtol=0, atol=1e-6)
 
 
-def test_lars_step_on_resnet18_is_a_few_multi_tensor_ops_without_host_syncs() -> None:
+@pytest.mark.parametrize("trust_ratio", ["simclr", "bolts"])
+def test_lars_step_on_resnet18_is_a_few_multi_tensor_ops_without_host_syncs(trust_ratio: str) -> None:
     model = torchvision.models.resnet18()
-    optimizer = build_optimizer("lars", model, lr=0.1, weight_decay=1e-6, momentum=0.9)
+    optimizer = build_optimizer(
+        "lars", model, lr=0.1, weight_decay=1e-6, momentum=0.9, lars_trust_ratio=trust_ratio
+    )
     for param in model.parameters():
         param.grad = torch.randn_like(param)
     optimizer.step()  # the first step creates the momentum buffers
@@ -182,3 +186,75 @@ def test_lars_step_on_resnet18_is_a_few_multi_tensor_ops_without_host_syncs() ->
     # 62 parameter tensors; the per-parameter loop launched 439 ops per step.
     assert counts.launching() <= 30, dict(counts)
     assert counts.host_syncs() == 0
+
+
+def lars_and_lightly_lars(seed: int, trust_ratio: str) -> tuple[nn.Module, LARS, nn.Module, LightlyLARS]:
+    """Two identical float64 models, one under our LARS, one under lightly's, both with a decayed group
+    (weights, one of them all zeros) and an exempt group with weight decay 0 (biases, batch norm)."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 4 * 4, 5))
+    model.register_parameter("zero_weight", nn.Parameter(torch.zeros(3, 2)))
+    model = model.double()
+    twin = copy.deepcopy(model)
+    ours = LARS(
+        parameter_groups(model, weight_decay=1e-2), lr=0.3, momentum=0.9, weight_decay=1e-2,
+        trust_ratio=trust_ratio,
+    )  # fmt: skip
+    decayed, exempt = parameter_groups(twin, weight_decay=1e-2)
+    theirs = LightlyLARS(
+        [
+            {"params": decayed["params"], "weight_decay": 1e-2},
+            {"params": exempt["params"], "weight_decay": 0.0},
+        ],
+        lr=0.3, momentum=0.9, trust_coefficient=0.001,
+    )  # fmt: skip
+    return model, ours, twin, theirs
+
+
+@pytest.mark.parametrize("trust_ratio", ["bolts", "simclr"])
+def test_lars_equals_lightlys_lars_step_for_step_with_the_bolts_trust_ratio_only(trust_ratio: str) -> None:
+    model, optimizer, lightly_model, lightly_optimizer = lars_and_lightly_lars(0, trust_ratio)
+    start = copy.deepcopy(model)
+    matches = True
+    for step in range(6):
+        gradients = torch.Generator().manual_seed(step)
+        for param, lightly_param in zip(model.parameters(), lightly_model.parameters(), strict=True):
+            grad = torch.randn(param.shape, generator=gradients, dtype=torch.float64)
+            if step == 3 and param.ndim == 2:
+                grad = torch.zeros_like(grad)  # a zero gradient: the peers step by it, without decay
+            param.grad, lightly_param.grad = grad, grad.clone()
+        optimizer.step()
+        lightly_optimizer.step()
+        for param, lightly_param in zip(model.parameters(), lightly_model.parameters(), strict=True):
+            matches &= torch.allclose(param, lightly_param, rtol=1e-12, atol=0)
+    if trust_ratio == "bolts":
+        assert matches
+        for param, initial in zip(model.parameters(), start.parameters(), strict=True):
+            if param.abs().sum() > 0:  # all but the zero weight, which only plain SGD moves
+                assert not torch.equal(param, initial)
+    else:  # the paper's denominator ||g + wd w|| moves the decayed weights differently
+        assert not matches
+        torch.testing.assert_close(model[1].weight, lightly_model[1].weight, rtol=1e-12, atol=0)
+    # The choice is not saved in the param groups: checkpoints keep their format.
+    assert set(optimizer.state_dict()["param_groups"][0]) == {
+        "lr", "momentum", "weight_decay", "trust_coefficient", "lars_exclude", "params"
+    }  # fmt: skip
+
+
+def test_the_two_trust_ratios_differ_by_the_denominator() -> None:
+    weight = torch.tensor([[3.0, 4.0]], dtype=torch.float64)  # norm 5
+    grad = torch.tensor([[0.6, -0.8]], dtype=torch.float64)  # norm 1
+    moved = {}
+    for trust_ratio in ("simclr", "bolts"):
+        param = nn.Parameter(weight.clone())
+        param.grad = grad.clone()
+        LARS([param], lr=1.0, momentum=0.9, weight_decay=0.1, trust_ratio=trust_ratio).step()
+        moved[trust_ratio] = weight - param.detach()
+    update = grad + 0.1 * weight  # [[0.9, -0.4]]
+    torch.testing.assert_close(moved["simclr"], 0.001 * 5.0 / update.norm() * update)
+    torch.testing.assert_close(moved["bolts"], 0.001 * 5.0 / (1.0 + 0.1 * 5.0 + 1e-8) * update)
+
+
+def test_lars_rejects_an_unknown_trust_ratio() -> None:
+    with pytest.raises(ValueError, match="trust_ratio must be 'simclr' or 'bolts'"):
+        LARS(nn.Linear(2, 2).parameters(), lr=0.1, trust_ratio="lightly")  # type: ignore[arg-type]
