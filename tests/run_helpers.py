@@ -12,19 +12,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from reliability.errors import DEBUG_ENV
+from reliability.run_folder import RUN_DIR_ENV, WANDB_ID_ENV
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 IMAGE_SIDE = 12
 
 
-def fresh_cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def fresh_cli_environment(monkeypatch: pytest.MonkeyPatch, wandb_mode: str = "disabled") -> None:
     """cli_main records the run folder and W&B id in the environment for DDP workers, and W&B reads its
-    mode from it: an in-process run starts from none of an earlier test's, with W&B off."""
-    # Imported here: conftest loads this module before pytest captures logs, and pytorch_lightning
-    # imported then (reliability imports it) would stop its loggers propagating to caplog.
-    from reliability.errors import DEBUG_ENV
-    from reliability.run_folder import RUN_DIR_ENV, WANDB_ID_ENV
-
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+    mode from it: an in-process run starts from none of an earlier test's, with W&B off (or offline,
+    for tests that read what it writes locally)."""
+    monkeypatch.setenv("WANDB_MODE", wandb_mode)
     for name in (RUN_DIR_ENV, WANDB_ID_ENV, DEBUG_ENV):
         monkeypatch.delenv(name, raising=False)
 

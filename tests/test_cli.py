@@ -11,7 +11,7 @@ import yaml
 import cli
 from cli import cli_main
 from lightning_modules.simclr import SimCLR
-from tests.run_helpers import write_image_folder
+from tests.run_helpers import fresh_cli_environment, write_image_folder
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMOKE = ["--config", str(CONFIGS / "imagefolder.yaml"), "--config", str(CONFIGS / "cpu-smoke.yaml")]
@@ -21,8 +21,7 @@ SMOKE = ["--config", str(CONFIGS / "imagefolder.yaml"), "--config", str(CONFIGS 
 def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # runs/ is relative to the working directory; W&B stays offline and local.
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(cli.RUN_DIR_ENV, raising=False)
-    monkeypatch.setenv("WANDB_MODE", "offline")
+    fresh_cli_environment(monkeypatch, wandb_mode="offline")
 
 
 def only_run_folder() -> Path:

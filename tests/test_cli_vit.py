@@ -8,8 +8,8 @@ import pytest
 import torch
 from torchvision.models.vision_transformer import VisionTransformer
 
-import cli
 from cli import cli_main
+from tests.run_helpers import fresh_cli_environment
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -17,8 +17,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 @pytest.fixture(autouse=True)
 def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(cli.RUN_DIR_ENV, raising=False)
-    monkeypatch.setenv("WANDB_MODE", "offline")
+    fresh_cli_environment(monkeypatch, wandb_mode="offline")
 
 
 def test_vit_recipe_fits_and_resumes_with_its_optimiser_state(

@@ -15,10 +15,9 @@ import pytest
 import pytorch_lightning as pl
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import cli
 from cli import cli_main
 from tests.op_counts import HOST_SYNC_OPS, aten_op_name
-from tests.run_helpers import smoke_args, write_image_folder
+from tests.run_helpers import fresh_cli_environment, smoke_args, write_image_folder
 
 BATCHES, FIRST_STEADY, STEADY_STEPS, LOG_EVERY = 24, 2, 20, 5
 
@@ -53,8 +52,7 @@ class SyncsPerBatch(TorchDispatchMode):
 @pytest.fixture(autouse=True)
 def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(cli.RUN_DIR_ENV, raising=False)
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+    fresh_cli_environment(monkeypatch)
 
 
 def test_steady_training_steps_sync_only_when_they_log(tmp_path: Path) -> None:

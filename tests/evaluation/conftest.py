@@ -73,16 +73,20 @@ def pretrain_arguments(root: Path, run_dir: Path) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="session")
-def pretrained_run(tmp_path_factory: pytest.TempPathFactory) -> PretrainedRun:
-    base = tmp_path_factory.mktemp("pretrained")
+def pretrain(base: Path, *extra: str) -> PretrainedRun:
+    """A short pretraining run on a fresh colour tree under `base`; `extra` flags follow the defaults."""
     root = write_colour_tree(base / "images")
     run_dir = base / "run"
     saved_environment = dict(os.environ)
     try:
-        cli_main(pretrain_arguments(root, run_dir))
+        cli_main([*pretrain_arguments(root, run_dir), *extra])
     finally:
         # cli_main records the run folder and the W&B mode in the environment for DDP workers.
         os.environ.clear()
         os.environ.update(saved_environment)
     return PretrainedRun(root, run_dir, run_dir / "checkpoints" / "last.ckpt")
+
+
+@pytest.fixture(scope="session")
+def pretrained_run(tmp_path_factory: pytest.TempPathFactory) -> PretrainedRun:
+    return pretrain(tmp_path_factory.mktemp("pretrained"))

@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from cli import cli_main
 from evaluation.cli import main
 from evaluation.models import EncoderSpec
 from evaluation.predict import load_classifier
 from lightning_modules.simclr import SimCLR
-from tests.evaluation.conftest import TEST_PER_CLASS, PretrainedRun, pretrain_arguments, write_colour_tree
+from tests.evaluation.conftest import TEST_PER_CLASS, PretrainedRun, pretrain
 
 
 @pytest.fixture(scope="module")
 def vit_run(tmp_path_factory: pytest.TempPathFactory) -> PretrainedRun:
-    base = tmp_path_factory.mktemp("vit")
-    root = write_colour_tree(base / "images")
-    run_dir = base / "run"
-    saved_environment = dict(os.environ)
-    try:
-        cli_main([*pretrain_arguments(root, run_dir), "--model.backbone", "vit_micro"])
-    finally:
-        os.environ.clear()
-        os.environ.update(saved_environment)
-    return PretrainedRun(root, run_dir, run_dir / "checkpoints" / "last.ckpt")
+    return pretrain(tmp_path_factory.mktemp("vit"), "--model.backbone", "vit_micro")
 
 
 def test_knn_linear_and_predict_agree_on_a_vit(vit_run: PretrainedRun, tmp_path: Path) -> None:

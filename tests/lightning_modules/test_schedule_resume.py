@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 
@@ -28,16 +26,11 @@ def resumed(saved: dict, total_steps: int, warmup_steps: int) -> WarmupCosineLR:
     return scheduler
 
 
-@pytest.fixture
-def notes(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.INFO)
-    return caplog
-
-
-def test_a_longer_run_replans_the_cosine_and_says_how(notes) -> None:
+def test_a_longer_run_replans_the_cosine_and_says_how(lightning_logs) -> None:
     saved = scheduler_after(30, total_steps=100, warmup_steps=10).state_dict()
     scheduler = resumed(saved, total_steps=200, warmup_steps=10)
-    (line,) = [record.getMessage() for record in notes.records if "re-planned" in record.getMessage()]
+    messages = [record.getMessage() for record in lightning_logs.records]
+    (line,) = [message for message in messages if "re-planned" in message]
     old, new = PEAK * warmup_cosine(30, 100, 10), PEAK * warmup_cosine(30, 200, 10)
     assert "Resuming at step 30" in line and "from 100 steps (10 warm-up) to 200 (10 warm-up)" in line
     assert f"from {old:.4g} to {new:.4g}" in line and "--trainer.max_epochs" in line
@@ -47,16 +40,16 @@ def test_a_longer_run_replans_the_cosine_and_says_how(notes) -> None:
     assert scheduler.state_dict()["total_steps"] == 200
 
 
-def test_a_resume_with_the_same_settings_is_silent_and_continues_the_schedule(notes) -> None:
+def test_a_resume_with_the_same_settings_is_silent_and_continues_the_schedule(lightning_logs) -> None:
     saved = scheduler_after(30, total_steps=100, warmup_steps=10).state_dict()
     scheduler = resumed(saved, total_steps=100, warmup_steps=10)
-    assert not [record for record in notes.records if "re-planned" in record.getMessage()]
+    assert not [record for record in lightning_logs.records if "re-planned" in record.getMessage()]
     scheduler.step()
     assert scheduler.get_last_lr()[0] == pytest.approx(PEAK * warmup_cosine(31, 100, 10))
 
 
-def test_a_change_during_warmup_is_reported_too(notes) -> None:
+def test_a_change_during_warmup_is_reported_too(lightning_logs) -> None:
     """Both plans give the same rate in the warm-up; the difference is still announced."""
     saved = scheduler_after(5, total_steps=100, warmup_steps=10).state_dict()
     resumed(saved, total_steps=300, warmup_steps=10)
-    assert [record for record in notes.records if "re-planned from 100 steps" in record.getMessage()]
+    assert [record for record in lightning_logs.records if "re-planned from 100 steps" in record.getMessage()]

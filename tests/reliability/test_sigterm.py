@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 from pathlib import Path
@@ -28,8 +27,7 @@ class SendSigterm(pl.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, monkeypatch, caplog) -> None:
-    caplog.set_level(logging.INFO)
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, monkeypatch, lightning_logs) -> None:
     fresh_cli_environment(monkeypatch)
     run = tmp_path / "run"
     args = smoke_args(write_image_folder(tmp_path / "images"), run, "--trainer.logger", "false")
@@ -43,7 +41,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, monkeypatc
     assert saved["global_step"] == SIGNALLED_AT + 1
     assert saved["optimizer_states"] and saved["lr_schedulers"]
     # The run began with one summary block of model, data, devices, batch and outputs.
-    summary = [record.getMessage() for record in caplog.records if "Run summary" in record.getMessage()]
+    messages = [record.getMessage() for record in lightning_logs.records]
+    summary = [message for message in messages if "Run summary" in message]
     assert len(summary) == 1
     assert "backbone tiny_resnet" in summary[0] and "16 training images, 2 classes, 16 px" in summary[0]
     assert "world size 1" in summary[0] and "global 4 = 1 x 4" in summary[0]
