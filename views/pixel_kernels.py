@@ -32,7 +32,7 @@ _DIFFERENCES = 511
 
 
 def _hue_byte(hue: np.ndarray) -> np.ndarray:
-    """Pillow's rgb2hsv tail: h = fmod(h / 6.0 + 1.0, 1.0) in double stored in a float, then (int)(h * 255.0)."""
+    """Pillow's rgb2hsv tail: h = fmod(h / 6.0 + 1.0, 1.0) in double, stored in a float; (int)(h * 255.0)."""
     with np.errstate(invalid="ignore"):
         wrapped = np.fmod(hue.astype(np.float64) / 6.0 + 1.0, 1.0).astype(np.float32).astype(np.float64)
         return np.clip(np.nan_to_num(wrapped * 255.0).astype(np.int64), 0, 255).astype(np.uint8)
@@ -55,7 +55,7 @@ def hue_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.nda
         quotient = (distance / spread).astype(np.float32)  # Pillow's (float)(maxc - x) / cr
     one = np.float32(1.0)
     as_double = quotient.astype(np.float64)
-    # The six cases of rgb2hsv: which channel is the max, which of the other two is the min (its quotient is 1).
+    # The six cases of rgb2hsv: which channel is the max, which other one the min (whose quotient is 1).
     by_case = {
         ("r", "b"): _hue_byte(one - quotient),  # h = bc - gc, bc = 1
         ("r", "g"): _hue_byte(quotient - one),  # h = bc - gc, gc = 1
