@@ -30,7 +30,7 @@ from torchvision import transforms as v1
 from torchvision.datasets import ImageFolder
 
 from datamodules.base import SimCLRDataModule
-from datamodules.transforms import blur_kernel_size, uses_blur
+from views.config import blur_kernel_size, uses_blur
 
 Batch = dict[str, Tensor]
 BatchSource = Iterator[Batch]
