@@ -1,20 +1,20 @@
-"""SimCLR views made one image at a time with PIL: for images of mixed sizes, and large views on CPU.
+"""SimCLR views made one image at a time: for images of mixed sizes, and large views on CPU.
 
-Measured per core (`python bench/views.py`: 2,000 real CIFAR-10 JPEGs decoded once, one thread, 9
-interleaved rounds on the idle 2-core project machine; BENCHMARKS.md), this path makes 2.77x the views/s
-of the usual torchvision v1 pipeline on PIL at 32 px and 1.78x at 96 px with blur; torchvision v2 on
-uint8 tensors, the former default here, made about 0.5x and 0.85x. Pillow's uint8 operations beat
-torch's on single small images (v1 loses its time to per-call overhead, v2 to its tensor colour ops,
-the hue step above all). So each view is a handful of Pillow calls on uint8 pixels: a crop and a
-resize, brightness and contrast as one blend each, saturation as one colour-matrix `convert`, hue as an
-HSV round trip with a modular shift of H. Only the Gaussian blur (a per-sample kernel Pillow does not
-offer) runs in torch, and normalisation is one pass over the whole batch in the collate function.
+Each view is a crop and an antialiased resize by torch's uint8 kernel (the one torchvision's v2 tensor
+transforms run), then the compiled pixel kernels (views/pixel_kernels.py) for the colour jitter,
+grayscale and blur, and normalisation straight into the batch in the collate function. Files of an
+image folder are decoded for their two crops (views/crop_decode.py). Measured per core against the
+peers' torchvision v1 pipeline on PIL (`python bench/views.py`, BENCHMARKS.md), this path went from
+3.15x to 4.02x at 32 px, 2.08x to 4.95x at 96 px with blur, and 4.8x to 12.7x at 224 px on JPEG photos
+of varied sizes with decoding counted (from 1.1x to 2.9x lightly's), the old path being Pillow
+operations throughout: Pillow's hue step, its resize and the batch normalisation cost the most there.
 
 Every parameter is drawn with the distribution of torchvision's SimCLR pipeline (RandomResizedCrop's
 rejection sampling, RandomHorizontalFlip, RandomApply(ColorJitter) with a random order of the four
 operations, RandomGrayscale, RandomApply(GaussianBlur), RandomSolarize), from the same `AugmentConfig`
-the batched path uses. Pixel results equal torchvision's PIL functions, except saturation (within one
-grey level: one colour-matrix pass with the exact luma weights instead of Pillow's rounded grey image).
+the batched path uses. Pixels: the crop equals torchvision v2's resized_crop on the tensor (within one
+grey level of PIL's resize), the colour operations equal torchvision's PIL functions exactly, the blur is
+within one grey level of torchvision's GaussianBlur (all tested in tests/views/).
 """
 
 from __future__ import annotations
