@@ -105,7 +105,10 @@ def crop_resize(image: Tensor, box: Box, size: int) -> np.ndarray:
 
 
 class PilSimCLRView:
-    """One SimCLR view of a PIL image: a uint8 tensor [S, S, 3] (channels last, normalised per batch)."""
+    """One SimCLR view of a PIL image or a decoded uint8 [3, H, W] tensor, as uint8 [S, S, 3].
+
+    The name is kept from when every step was a Pillow call; the collate function normalises.
+    """
 
     def __init__(self, config: AugmentConfig) -> None:
         self.config = config
