@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from jsonargparse import DefaultHelpFormatter, Namespace, lazy_instance
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import CheckpointIO
 
@@ -24,6 +24,7 @@ from callbacks import KNNMonitor, OnlineLinearProbe, TrainingCurves, ViewPairsGr
 from callbacks.finite_loss import StopOnNonFiniteLoss
 from callbacks.preemption import CheckpointOnSigterm
 from callbacks.progress_bar import ReadableProgressBar
+from callbacks.run_checkpoint import RunCheckpoint
 from callbacks.run_summary import RunSummary
 from callbacks.throughput import ViewsPerSecond
 from datamodules import SimCLRDataModule
@@ -67,7 +68,7 @@ class SimCLRCLI(LightningCLI):
         # Added as their own config sections (not trainer.callbacks) so that a config file listing
         # extra callbacks cannot silently drop the probe or the checkpointing.
         parser.add_lightning_class_args(OnlineLinearProbe, "probe")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/probe_top1",
@@ -80,7 +81,7 @@ class SimCLRCLI(LightningCLI):
             }
         )
         # Periodic last.ckpt within epochs: at most every_n_train_steps steps are lost to a crash.
-        parser.add_lightning_class_args(ModelCheckpoint, "step_checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "step_checkpoint")
         parser.set_defaults(
             {
                 "step_checkpoint.every_n_train_steps": 500,
