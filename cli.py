@@ -111,7 +111,10 @@ class SimCLRCLI(LightningCLI):
             resolve_last_checkpoint(trainer.default_root_dir, config.checkpoint.dirpath)
         check_devices_exist(trainer.accelerator, trainer.devices)
         turn_on_probe_view(config)
-        run_dir = str(resolve_run_dir(self.subcommand, trainer.default_root_dir, resuming))
+        # fast_dev_run writes nothing (Lightning saves no config.yaml for it; RunCheckpoint, the pictures
+        # and the SIGTERM checkpoint skip it), so a real run can follow it into the same folder.
+        dry_run = bool(trainer.get("fast_dev_run"))
+        run_dir = str(resolve_run_dir(self.subcommand, trainer.default_root_dir, resuming, dry_run))
         trainer.default_root_dir = run_dir
         if trainer.enable_progress_bar is False:
             # The default Rich bar would make Lightning reject `--trainer.enable_progress_bar false`.

@@ -83,6 +83,7 @@ def _claim(run_dir: Path) -> None:
         return
     import fcntl
 
+    made_here = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     handle = (run_dir / LOCK_FILENAME).open("a")
     try:
@@ -94,7 +95,8 @@ def _claim(run_dir: Path) -> None:
             "or start this run in another --trainer.default_root_dir."
         ) from None
     _HELD_LOCKS[str(run_dir.resolve())] = handle
-    _OWNED_FOLDERS.add(run_dir)
+    if made_here:
+        _OWNED_FOLDERS.add(run_dir)
 
 
 def note_resumed_config(path: Path) -> None:
@@ -104,15 +106,20 @@ def note_resumed_config(path: Path) -> None:
 
 
 def release_run_dir(failed: bool = False) -> None:
-    """Ends this process's claim on its run folder and removes what a failed invocation leaves to no use:
-    a run folder that holds nothing (e.g. stopped by a missing dataset), and the config-resumed-*.yaml
-    of a resume that failed before saving a checkpoint."""
+    """Ends this process's claim on its run folder and removes what an invocation leaves to no use: a
+    folder it made that holds nothing (a run stopped by a missing dataset, a `--trainer.fast_dev_run`,
+    a validate without a logger), and the config-resumed-*.yaml of a resume that failed before saving
+    a checkpoint."""
     for handle in _HELD_LOCKS.values():
         handle.close()
     _HELD_LOCKS.clear()
     owned, resumed = list(_OWNED_FOLDERS), list(_RESUMED_CONFIGS)
     _OWNED_FOLDERS.clear()
     _RESUMED_CONFIGS.clear()
+    for folder in owned:
+        if folder.is_dir() and {path.name for path in folder.iterdir()} <= {LOCK_FILENAME}:
+            (folder / LOCK_FILENAME).unlink(missing_ok=True)
+            folder.rmdir()
     if not failed:
         return
     for config in resumed:
@@ -120,10 +127,6 @@ def release_run_dir(failed: bool = False) -> None:
             written = config.stat().st_mtime
             if not any(ckpt.stat().st_mtime >= written for ckpt in config.parent.rglob("*.ckpt")):
                 config.unlink()
-    for folder in owned:
-        if folder.is_dir() and {path.name for path in folder.iterdir()} <= {LOCK_FILENAME}:
-            (folder / LOCK_FILENAME).unlink(missing_ok=True)
-            folder.rmdir()
 
 
 def resolve_last_checkpoint(run_dir: str | None, checkpoint_dir: str | None) -> Path:
@@ -206,13 +209,14 @@ def _set_aside_config(run_dir: Path) -> None:
     )
 
 
-def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
+def resolve_run_dir(subcommand: str, given: str | None, resuming: bool, dry_run: bool = False) -> Path:
     """The folder this run writes into, the same one for every rank of a job.
 
     fit: `given` (a run folder) or a fresh runs/<timestamp> (runs/<job id> under srun or torchrun);
     a folder that already holds a run is only reused to resume it. validate/test: a fresh sub-folder
     of `given` (typically the run being evaluated, when its saved config.yaml is passed back) or of
-    runs/, so evaluations never overwrite the run they evaluate.
+    runs/, so evaluations never overwrite the run they evaluate. A `dry_run` (fast_dev_run) writes
+    nothing, so it may run in any folder, and leaves a run it finds there as it was.
     """
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited:
@@ -237,7 +241,7 @@ def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
     # Ranks that srun or torchrun start separately all name this folder: none may lock the others out.
     if subcommand == "fit" and not (SLURMEnvironment.detect() or TorchElasticEnvironment.detect()):
         _claim(run_dir)
-    if subcommand == "fit" and (run_dir / CONFIG_FILENAME).exists() and not resuming:
+    if subcommand == "fit" and (run_dir / CONFIG_FILENAME).exists() and not resuming and not dry_run:
         if any(run_dir.rglob("*.ckpt")):
             raise FileExistsError(
                 f"'{run_dir}' already holds a run ({CONFIG_FILENAME} and checkpoints are there). To continue "
