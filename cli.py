@@ -35,6 +35,7 @@ from reliability.checkpoint_io import AtomicCheckpointIO
 from reliability.code_version import code_version
 from reliability.config_files import check_config_files
 from reliability.errors import UserError, parser_kwargs_raising_errors, reported_as_one_line
+from reliability.fit_settings import check_fit_trains, check_resume_keeps_the_batch
 from reliability.model_checks import check_encoder_takes
 from reliability.process_group import destroy_process_group_if_any
 from reliability.run_folder import (
@@ -110,6 +111,8 @@ class SimCLRCLI(LightningCLI):
         if self.subcommand == "fit" and config.get("ckpt_path") == "last" and not os.environ.get(RUN_DIR_ENV):
             resolve_last_checkpoint(trainer.default_root_dir, config.checkpoint.dirpath)
         check_devices_exist(trainer.accelerator, trainer.devices)
+        if self.subcommand == "fit":
+            check_fit_trains(trainer)
         turn_on_probe_view(config)
         # fast_dev_run writes nothing (Lightning saves no config.yaml for it; RunCheckpoint, the pictures
         # and the SIGTERM checkpoint skip it), so a real run can follow it into the same folder.
@@ -234,6 +237,10 @@ class SimCLRCLI(LightningCLI):
         if saved_shapes != model_shapes:
             saved = checkpoint.get("hyper_parameters", {})
             raise UserError(describe_checkpoint_mismatch(ckpt_path, saved, dict(self.model.hparams)))
+        if self.subcommand == "fit":
+            batch = self.model.hparams.batch_size
+            images_per_step = batch * self.trainer.accumulate_grad_batches
+            check_resume_keeps_the_batch(ckpt_path, checkpoint, images_per_step, batch)
 
 
 class SaveAndLogConfig(SaveConfigCallback):
