@@ -17,7 +17,7 @@ import torch
 from jsonargparse import DefaultHelpFormatter, Namespace, lazy_instance
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import RichProgressBar
-from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 from pytorch_lightning.plugins.io import CheckpointIO
 
 from callbacks import KNNMonitor, OnlineLinearProbe, TrainingCurves, ViewPairsGrid
@@ -32,12 +32,12 @@ from help_text import TRAIN_DESCRIPTION, TRAIN_SUBCOMMANDS
 from lightning_modules.simclr import SimCLR
 from quiet_console import silence_known_noise
 from reliability.checkpoint_io import AtomicCheckpointIO
-from reliability.code_version import code_version
 from reliability.config_files import check_config_files
 from reliability.errors import UserError, parser_kwargs_raising_errors, reported_as_one_line
 from reliability.fit_settings import check_fit_trains, check_resume_keeps_the_batch
 from reliability.model_checks import check_encoder_takes
 from reliability.process_group import destroy_process_group_if_any
+from reliability.run_config import SaveAndLogConfig, place_logs_in_run_dir
 from reliability.run_folder import (
     CONFIG_FILENAME,
     RUN_DIR_ENV,
@@ -128,11 +128,9 @@ class SimCLRCLI(LightningCLI):
             stamp = time.strftime("%Y%m%d-%H%M%S")
             self.save_config_kwargs["config_filename"] = f"config-resumed-{stamp}.yaml"
             note_resumed_config(Path(run_dir) / self.save_config_kwargs["config_filename"])
+        place_logs_in_run_dir(trainer.logger, run_dir)
         logger = trainer.logger
         if isinstance(logger, Namespace) and logger.class_path.endswith("WandbLogger"):
-            # The run folder, also when a saved config names the folder of the run being evaluated:
-            # Lightning saves config.yaml into the logger's save_dir.
-            logger.init_args.save_dir = run_dir
             Path(run_dir).mkdir(parents=True, exist_ok=True)
             if self.subcommand == "fit":
                 configured_id = saved_wandb_id(requeued) if requeued else logger.init_args.get("id")
@@ -243,19 +241,6 @@ class SimCLRCLI(LightningCLI):
             check_resume_keeps_the_batch(ckpt_path, checkpoint, images_per_step, batch)
 
 
-class SaveAndLogConfig(SaveConfigCallback):
-    """Saves config.yaml into the run folder and sends the full config and the git commit to the loggers."""
-
-    def save_config(self, trainer: Trainer, pl_module, stage: str) -> None:
-        if not trainer.loggers:
-            return
-        config = self.config.clone()
-        config.pop("config", None)  # the paths of the --config files given, not settings
-        record = {"config": config.as_dict(), "code": code_version()}
-        for logger in trainer.loggers:
-            logger.log_hyperparams(record)
-
-
 def turn_on_probe_view(config: Namespace) -> None:
     """`--probe.features probe_view` alone is enough: the datamodule then makes the view that probe reads.
 
@@ -361,7 +346,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
                 # An explicit seed: the same as Lightning's default (0), without its "No seed found" warning.
                 seed_everything_default=0,
                 parser_kwargs=parser_settings(),
-                save_config_kwargs={"config_filename": CONFIG_FILENAME},
+                save_config_kwargs={"config_filename": CONFIG_FILENAME, "save_to_log_dir": False},
                 args=args,
                 run=run,
             )
