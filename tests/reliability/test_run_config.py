@@ -18,10 +18,11 @@ def test_with_csv_logger_the_configs_and_the_logs_are_in_the_run_folder(
     images, run = write_image_folder(tmp_path / "images"), tmp_path / "run"
     quick = ["--trainer.logger", "CSVLogger", "--trainer.limit_val_batches", "0", "--test_after_fit", "false"]
     cli_main(smoke_args(images, run, *quick, "--trainer.max_epochs", "1"))
-    cli_main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.max_epochs", "2"])
+    cli_main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.max_epochs=2"])
 
     configs = sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("config*.yaml"))
-    assert len(configs) == 2 and configs[0].startswith("run/config-resumed-") and configs[1] == "run/config.yaml"
+    assert len(configs) == 2 and configs[0].startswith("run/config-resumed-")
+    assert configs[1] == "run/config.yaml"
     # The CSV logs of both invocations went into the run folder, not into the working directory.
     logs = sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("metrics.csv"))
     assert logs == ["run/version_0/metrics.csv", "run/version_1/metrics.csv"]
