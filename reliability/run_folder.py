@@ -6,6 +6,7 @@ launching process, or from what srun/torchrun give every rank) and handed on thr
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import time
@@ -76,8 +77,13 @@ def _fresh_folder(parent: Path, name: str) -> Path:
 def _claim(run_dir: Path) -> None:
     """One process at a time per run folder: a second fit or resume started there stops at once.
 
-    Two processes in one folder would overwrite each other's last.ckpt and config.yaml. The lock is
-    flock(2) on a file in the folder, so the kernel releases it when the process ends, even by SIGKILL.
+    Two processes in one folder would overwrite each other's last.ckpt and config.yaml. The lock is a
+    POSIX record lock (fcntl) on a file in the folder: it belongs to this process alone, so the kernel
+    releases it when this process ends, even by SIGKILL, and the DataLoader workers forked from it never
+    hold it. (An flock(2) lock belongs to the open file, which forked workers share: after a SIGKILL of
+    the main process they kept the folder locked until their watchdog stopped them, about 5 s, and an
+    immediate restart was refused.) Closing any descriptor of the lock file in this process would
+    release the lock; only this function and release_run_dir open or close it.
     """
     if os.name != "posix" or str(run_dir.resolve()) in _HELD_LOCKS:
         return
@@ -87,9 +93,11 @@ def _claim(run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     handle = (run_dir / LOCK_FILENAME).open("a")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
         handle.close()
+        if error.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
         raise UserError(
             f"Another process is running in '{run_dir}' (it holds {LOCK_FILENAME}); wait for it to end, "
             "or start this run in another --trainer.default_root_dir."
