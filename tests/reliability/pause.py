@@ -36,3 +36,14 @@ class PauseInValidation(PauseOnce):
         if trainer.sanity_checking:
             return
         super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+
+
+class PauseInSanityCheck(PauseOnce):
+    """Like PauseOnce, but in the first batch of the start-up sanity check (before any training step)."""
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
+        return None
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int, *_) -> None:
+        if trainer.sanity_checking:
+            super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
