@@ -22,7 +22,7 @@ from pytorch_lightning.plugins.io import CheckpointIO
 
 from callbacks import KNNMonitor, OnlineLinearProbe, TrainingCurves, ViewPairsGrid
 from callbacks.finite_loss import StopOnNonFiniteLoss
-from callbacks.preemption import CheckpointOnSigterm
+from callbacks.preemption import CheckpointOnStop
 from callbacks.progress_bar import ReadableProgressBar
 from callbacks.run_checkpoint import RunCheckpoint
 from callbacks.run_summary import RunSummary
@@ -52,6 +52,7 @@ from reliability.run_folder import (
     resolve_wandb_run_id,
     saved_wandb_id,
 )
+from reliability.stop_signals import sigterm_exits
 from reliability.wandb_mode import choose_wandb_mode
 
 # Checkpoint hyperparameters that change the shape of the weights.
@@ -319,7 +320,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
     # TF32 matmuls on Ampere+ GPUs: a large speed-up at a precision SimCLR does not notice.
     torch.set_float32_matmul_precision("high")
     try:
-        with reported_as_one_line():
+        with reported_as_one_line(), sigterm_exits():
             choose_wandb_mode()
             check_config_files(sys.argv[1:] if args is None else args)
             simclr_cli = SimCLRCLI(
@@ -331,7 +332,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
                 trainer_defaults={
                     "callbacks": [
                         StopOnNonFiniteLoss(),
-                        CheckpointOnSigterm(),
+                        CheckpointOnStop(),
                         ViewsPerSecond(),
                         RunSummary(),
                         lazy_instance(ReadableProgressBar),

@@ -1,11 +1,14 @@
-"""A callback that holds a training subprocess at a given step, so a test can kill it there."""
+"""Callbacks (and a datamodule) that hold a training subprocess where a test wants to signal it."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+
+from datamodules import ImageFolderDataModule
 
 MAX_PAUSE_SECONDS = 300
 
@@ -47,3 +50,24 @@ class PauseInSanityCheck(PauseOnce):
     def on_validation_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int, *_) -> None:
         if trainer.sanity_checking:
             super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+
+
+class PauseAfterStopSignal(PauseOnce):
+    """Like PauseOnce, and once the stop signal is taken, writes `marker`.stopping and waits again: a step
+    that takes long to finish, during which a second Ctrl-C must stop the run at once."""
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_step != self.step or self.marker.exists():
+            return
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+        Path(f"{self.marker}.stopping").write_text(str(self.step))
+        time.sleep(MAX_PAUSE_SECONDS)
+
+
+class ImageFolderPausedInSetup(ImageFolderDataModule):
+    """Waits in setup, where an image folder is scanned, after writing the file named by $PAUSE_MARKER."""
+
+    def setup(self, stage: str) -> None:
+        Path(os.environ["PAUSE_MARKER"]).write_text(stage)
+        time.sleep(MAX_PAUSE_SECONDS)
+        super().setup(stage)
