@@ -2,59 +2,83 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
-from lightning_fabric.plugins.environments import LightningEnvironment
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from reliability.stop_signals import ctrl_c_saves, ctrl_c_stops_at_once, ctrl_c_was_received
+from reliability.stop_signals import stop_requested_by, take_stop_signals
 
 
 class CheckpointOnStop(pl.Callback):
-    """On SIGTERM or the first Ctrl-C, writes last.ckpt where `--ckpt_path last` finds it, then lets the
-    run exit with status 0; a second Ctrl-C stops at once (reliability/stop_signals.py).
+    """On SIGTERM or the first Ctrl-C, the current step (or validation batch) finishes, last.ckpt is
+    written where `--ckpt_path last` finds it, and the run exits with status 0; a second Ctrl-C stops
+    at once (reliability/stop_signals.py). Under `--trainer.fast_dev_run` nothing is saved.
 
-    Lightning's own SIGTERM handler finishes the current step and raises SIGTERMException (a
-    SystemExit) at the step boundary; this callback saves at that point. Under SLURM with
-    auto-requeue, Lightning also requeues the job on the requeue signal and resumes from its own
-    hpc checkpoint; this covers every other scheduler, a plain `kill` and a researcher's Ctrl-C.
-    Under `--trainer.fast_dev_run` nothing is saved: it writes nothing.
+    The signal handlers only record the request. After each training and validation batch of fit, the
+    ranks agree whether any of them was asked (one all-reduce of a flag; none with one device) and then
+    all set Lightning's SIGTERM flag, so Lightning stops every rank at the same step boundary with its
+    SIGTERMException, where this callback saves. Under SLURM with auto-requeue, Lightning also requeues
+    the job on the requeue signal and resumes from its own hpc checkpoint; this covers every other
+    scheduler, a plain `kill` and a researcher's Ctrl-C.
     """
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if threading.current_thread() is threading.main_thread():  # signal handlers live there
-            ctrl_c_saves(not _gets_sigterm_from_rank_zero(trainer), trainer.is_global_zero)
+    def __init__(self) -> None:
+        super().__init__()
+        self._taking_signals = False
+
+    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._take_signals(trainer)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._take_signals(trainer)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._stop_if_asked(trainer)
+
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        if trainer.state.fn == "fit":
+            self._stop_if_asked(trainer)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        ctrl_c_stops_at_once()
+        self._taking_signals = False  # Lightning's teardown has put the previous handlers back
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        ctrl_c_stops_at_once()
+        self._taking_signals = False
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit" or trainer.fast_dev_run:
             return
         path = _last_checkpoint_path(trainer)
         trainer.save_checkpoint(path)
-        signal_name = "Ctrl-C" if ctrl_c_was_received() else "SIGTERM"
         rank_zero_info(
-            f"{signal_name} received: saved {path} at step {trainer.global_step}; resume with "
-            "--ckpt_path last (and the run's --config)."
+            f"{stop_requested_by() or 'SIGTERM'} received: saved {path} at step {trainer.global_step}; "
+            "resume with --ckpt_path last (and the run's --config)."
         )
 
+    def _take_signals(self, trainer: pl.Trainer) -> None:
+        """After Lightning installed its handlers for this fit (it restores the previous ones at the end)."""
+        if not self._taking_signals:
+            self._taking_signals = take_stop_signals(announces=trainer.is_global_zero)
 
-def _gets_sigterm_from_rank_zero(trainer: pl.Trainer) -> bool:
-    """A rank that Lightning's launcher started: rank 0 forwards SIGTERM to it (its notifier's kill)."""
-    environment = getattr(trainer.strategy, "cluster_environment", None)  # None on one device
-    return (
-        trainer.global_rank != 0
-        and type(environment) is LightningEnvironment
-        and environment.creates_processes_externally
-    )
+    def _stop_if_asked(self, trainer: pl.Trainer) -> None:
+        if not self._taking_signals:
+            return
+        asked = stop_requested_by() is not None
+        if trainer.world_size > 1:
+            asked = trainer.strategy.reduce_boolean_decision(asked, all=False)
+        if asked:
+            # Lightning's flag, which it reads at the step boundary (and after each validation batch);
+            # set on every rank at once, it stops them together.
+            trainer._signal_connector.received_sigterm = True
 
 
 def _last_checkpoint_path(trainer: pl.Trainer) -> str:

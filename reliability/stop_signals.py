@@ -1,19 +1,18 @@
-"""SIGTERM and Ctrl-C in the main process: what each does before, during and after training.
+"""SIGTERM and Ctrl-C in the main process: what each does before and during training.
 
-During fit, Lightning's SIGTERM handler lets the current step finish and callbacks.preemption saves
-last.ckpt. Around it:
 - Before training (parsing, scanning the data, building the model) SIGTERM killed the process where
   it stood, leaving a run folder that holds only its lock. `exit_on_sigterm` turns it into SystemExit,
   so the invocation cleans up like any failed one (reliability/run_folder.release_run_dir).
-- Ctrl-C raised KeyboardInterrupt wherever the step was, so Lightning saved nothing and up to
-  every_n_train_steps steps were lost. During fit the first Ctrl-C now takes SIGTERM's path (finish
-  the step, save, exit 0); a second one raises KeyboardInterrupt at once. Outside fit Ctrl-C is
-  unchanged: nothing would be saved, so it stops at once.
+- During fit, SIGTERM and the first Ctrl-C only record a stop request (`request_stop`); the callback
+  callbacks.preemption.CheckpointOnStop turns it into Lightning's stop at the end of the current step
+  (or validation batch), where it saves last.ckpt and the run exits with status 0. A second Ctrl-C
+  raises KeyboardInterrupt at once. (Ctrl-C used to raise KeyboardInterrupt wherever the step was, so
+  Lightning saved nothing and up to every_n_train_steps steps were lost.)
 
-Under DDP a terminal's Ctrl-C reaches every rank. The ranks Lightning started itself get SIGTERM from
-rank 0 when it is stopped (Lightning forwards it), so they leave their first Ctrl-C to rank 0: taking
-it as well would stop them twice. Ranks started by srun or torchrun each take their own, as they do a
-SIGTERM sent to the whole job.
+Why not Lightning's own SIGTERM handler during fit: under DDP it broadcasts from inside the handler,
+so a rank interrupted inside another collective (the gradient all-reduce) pairs the two and gloo
+aborts ("Received data size doesn't match expected size"). A terminal's Ctrl-C reaches every rank, a
+`kill PID` only one: the ranks agree on a stop at a step boundary instead (CheckpointOnStop).
 """
 
 from __future__ import annotations
@@ -33,20 +32,19 @@ CTRL_C_NOTICE = (
 )
 
 
-class _CtrlCDuringFit:
-    """What the first Ctrl-C of a fit does; set by the callback that saves on SIGTERM."""
+class _StopRequest:
+    """What this process was asked during fit: None, "SIGTERM" or "Ctrl-C" (the first one asked)."""
 
-    fit_running = False
-    received = False
-    takes_its_own = True  # False on ranks whose SIGTERM comes from rank 0
-    announces = True  # global rank 0 only
+    by: str | None = None
+    ctrl_c_count = 0
+    announces = True  # global rank 0 prints the Ctrl-C notice
 
 
 def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM handler of train.py's process outside Lightning's: exit, with the usual clean-up.
+    """SIGTERM handler of train.py outside fit: exit, with the usual clean-up of a failed invocation.
 
-    Lightning's handler, installed while a trainer runs, calls the one it found after its own; while
-    it is installed this one leaves everything to it.
+    A trainer's handler (Lightning's, installed while it runs) calls the one it found after its own;
+    then this one leaves everything to it.
     """
     if signal.getsignal(signal.SIGTERM) is not exit_on_sigterm:
         return
@@ -57,7 +55,7 @@ def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 @contextmanager
 def sigterm_exits() -> Iterator[None]:
     """exit_on_sigterm while the block runs (in the main thread, where handlers live), then the previous
-    handler again."""
+    handler again. Lightning replaces it while a trainer runs and puts it back after."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -68,33 +66,35 @@ def sigterm_exits() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def stop_at_step_end_on_ctrl_c(signum: int, frame: FrameType | None) -> None:
-    """SIGINT handler during fit: the first Ctrl-C becomes a SIGTERM to this process."""
-    state = _CtrlCDuringFit
-    if not state.fit_running or state.received:
-        raise KeyboardInterrupt
-    state.received = True
-    if state.announces:
-        os.write(2, CTRL_C_NOTICE.encode())  # not print(): a signal handler may interrupt a print
-    if state.takes_its_own:
-        os.kill(os.getpid(), signal.SIGTERM)
+def request_stop(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM and SIGINT handler during fit: records the request; a second Ctrl-C stops at once.
+
+    Writes with os.write, not print or logging: a handler may interrupt a print (or hold a lock) of
+    the very code it interrupts.
+    """
+    if signum == signal.SIGINT:
+        _StopRequest.ctrl_c_count += 1
+        if _StopRequest.ctrl_c_count > 1:
+            raise KeyboardInterrupt
+        if _StopRequest.announces:
+            os.write(2, CTRL_C_NOTICE.encode())
+    if _StopRequest.by is None:
+        _StopRequest.by = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
 
 
-def ctrl_c_saves(takes_its_own: bool, announces: bool) -> None:
-    """From the start of fit: the first Ctrl-C saves (see the module docstring)."""
-    state = _CtrlCDuringFit
-    state.fit_running, state.received = True, False
-    state.takes_its_own, state.announces = takes_its_own, announces
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, stop_at_step_end_on_ctrl_c)
+def take_stop_signals(announces: bool) -> bool:
+    """From now on SIGTERM and Ctrl-C go to request_stop; False (nothing done) outside the main thread.
+
+    A Ctrl-C that a shell set to be ignored (a job started in the background) stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    _StopRequest.by, _StopRequest.ctrl_c_count, _StopRequest.announces = None, 0, announces
+    signal.signal(signal.SIGTERM, request_stop)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, request_stop)
+    return True
 
 
-def ctrl_c_stops_at_once() -> None:
-    """From the end of fit (normal or not): Ctrl-C raises KeyboardInterrupt again."""
-    _CtrlCDuringFit.fit_running = False
-    if signal.getsignal(signal.SIGINT) is stop_at_step_end_on_ctrl_c:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def ctrl_c_was_received() -> bool:
-    return _CtrlCDuringFit.received
+def stop_requested_by() -> str | None:
+    return _StopRequest.by

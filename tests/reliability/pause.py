@@ -9,6 +9,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from datamodules import ImageFolderDataModule
+from reliability.stop_signals import stop_requested_by
 
 MAX_PAUSE_SECONDS = 300
 
@@ -25,7 +26,7 @@ class PauseOnce(pl.Callback):
             return
         self.marker.write_text(str(self.step))
         deadline = time.monotonic() + MAX_PAUSE_SECONDS
-        while not trainer.received_sigterm and time.monotonic() < deadline:
+        while stop_requested_by() is None and not trainer.received_sigterm and time.monotonic() < deadline:
             time.sleep(0.05)
 
 
@@ -71,3 +72,12 @@ class ImageFolderPausedInSetup(ImageFolderDataModule):
         Path(os.environ["PAUSE_MARKER"]).write_text(stage)
         time.sleep(MAX_PAUSE_SECONDS)
         super().setup(stage)
+
+
+class PauseOnRankZero(PauseOnce):
+    """PauseOnce on global rank 0 only: the other ranks wait for it in the step's gradient all-reduce, as
+    they do when rank 0 is slow (several ranks pausing would race for the one marker file)."""
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.is_global_zero:
+            super().on_train_batch_start(trainer, pl_module, batch, batch_idx)

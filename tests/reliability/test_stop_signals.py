@@ -24,7 +24,7 @@ EXIT_TIMEOUT_S = 120  # exiting takes seconds; a busy 2-core machine may need te
 
 
 def paused_run(tmp_path: Path, pause: str, *extra: str, env: dict[str, str] | None = None):
-    """A training subprocess with 2 workers that waits at step PAUSED_AT (see tests/reliability/pause.py)."""
+    """A training subprocess with 2 workers that waits at step PAUSED_AT (tests/reliability/pause.py)."""
     run, marker, log = tmp_path / "run", tmp_path / "paused", tmp_path / "train.log"
     callback = {"class_path": f"tests.reliability.pause.{pause}", "init_args": {"step": PAUSED_AT}}
     callback["init_args"]["marker"] = str(marker)
