@@ -34,7 +34,11 @@ from quiet_console import silence_known_noise
 from reliability.checkpoint_io import AtomicCheckpointIO
 from reliability.config_files import check_config_files
 from reliability.errors import UserError, parser_kwargs_raising_errors, reported_as_one_line
-from reliability.fit_settings import check_fit_trains, check_resume_keeps_the_batch
+from reliability.fit_settings import (
+    check_fit_trains,
+    check_resume_keeps_the_batch,
+    check_resume_keeps_the_optimiser,
+)
 from reliability.model_checks import check_encoder_takes
 from reliability.process_group import destroy_process_group_if_any
 from reliability.run_config import SaveAndLogConfig, place_logs_in_run_dir
@@ -240,6 +244,8 @@ class SimCLRCLI(LightningCLI):
             batch = self.model.hparams.batch_size
             images_per_step = batch * self.trainer.accumulate_grad_batches
             check_resume_keeps_the_batch(ckpt_path, checkpoint, images_per_step, batch)
+            saved = checkpoint.get("hyper_parameters", {})
+            check_resume_keeps_the_optimiser(ckpt_path, saved, dict(self.model.hparams))
 
 
 def turn_on_probe_view(config: Namespace) -> None:

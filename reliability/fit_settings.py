@@ -2,7 +2,9 @@
 
 A fit that trains no step still tests (an untrained model, reported as test/*) and saves nothing; a
 resume with another batch would continue a step count, a schedule and a data position that are all
-counted in batches of the old size.
+counted in batches of the old size; a resume with another optimiser, weight decay or momentum would
+load the checkpoint's optimiser state, which keeps the old ones (or, for another optimiser, fails at
+the first step).
 """
 
 from __future__ import annotations
@@ -55,3 +57,23 @@ def check_resume_keeps_the_batch(
         "run's own --data.batch_size and --trainer.accumulate_grad_batches (the batch is global: keep it "
         "on fewer or more devices), or start a new run."
     )
+
+
+def check_resume_keeps_the_optimiser(
+    ckpt_path: str, saved: dict[str, Any], configured: dict[str, Any]
+) -> None:
+    """`saved`, `configured`: the checkpoint's and this run's model hyperparameters."""
+    names = ["optimizer", "weight_decay"]
+    if configured.get("optimizer") in ("lars", "sgd"):
+        names.append("momentum")  # AdamW has none
+    changed = [
+        f"--model.{name} {saved[name]} (this resume: {configured.get(name)})"
+        for name in names
+        if name in saved and saved[name] != configured.get(name)
+    ]
+    if changed:
+        raise UserError(
+            f"Checkpoint '{ckpt_path}' was trained with {', '.join(changed)}: a resume continues the "
+            "checkpoint's optimiser state, which would keep the old setting. Resume with the run's own "
+            "config.yaml values, or start a new run."
+        )
