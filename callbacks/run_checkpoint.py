@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -21,7 +22,7 @@ class RunCheckpoint(ModelCheckpoint):
     same file. Under `--trainer.fast_dev_run` nothing is written, as Lightning documents for it.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The step at which this section last wrote last.ckpt, and the step the invocation started at.
         self.last_written_at: int | None = None
@@ -43,7 +44,7 @@ class RunCheckpoint(ModelCheckpoint):
         # Not Lightning's: it writes last.ckpt under fast_dev_run, and only if it never wrote it before.
         self._bring_last_up_to_date(trainer)
 
-    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
+    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, Any]) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)
         if self.save_last:
             self.last_written_at = trainer.global_step
