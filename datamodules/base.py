@@ -37,7 +37,7 @@ from datamodules.loaders import (
     per_image_training_loader,
     run_seed,
 )
-from datamodules.sampling import listed_files, listed_labels
+from datamodules.sampling import listed_files, listed_labels, resume_position
 from datamodules.uint8_cache import CachedImages, decode_to_uint8, place_images
 from views.batched import BatchViewAugmenter
 from views.config import AugmentConfig, Triple
@@ -329,15 +329,18 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         if trainer is None or trainer.state.fn != "fit":
             return {}
         # Not trainer.current_epoch: it already counts an epoch whose end hooks are still saving.
-        epochs_started = trainer.fit_loop.epoch_progress.current.started
-        batches_done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        if batches_done >= trainer.num_training_batches:
-            return {"epoch": epochs_started, "batches_done": 0}
-        return {"epoch": epochs_started - 1, "batches_done": batches_done}
+        epoch, batches_done = resume_position(
+            trainer.fit_loop.epoch_progress.current.started,
+            trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+            trainer.num_training_batches,
+        )
+        return {"epoch": epoch, "batches_done": batches_done}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict:
-            self._resume_position = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
+            # Step-0 checkpoints saved before resume_position recorded epoch -1: it means epoch 0.
+            epoch = max(0, int(state_dict["epoch"]))
+            self._resume_position = (epoch, int(state_dict["batches_done"]))
 
     def val_dataloader(self) -> DataLoader:
         return evaluation_loader(self._require(self.val_dataset, "validate"), self._loader_settings())

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from datamodules.sampling import ClassInterleavedSampler, ResumableBatchSampler, ResumableSampler
 from datamodules.uint8_cache import CachedImages
-from reliability.worker_signals import ignore_sigterm
+from reliability.worker_signals import leave_stop_signals_to_main
 from views.per_image_dataset import SimCLRTrainingDataset
 
 
@@ -79,7 +79,7 @@ def cached_training_loader(
     pinned = torch.cuda.is_available() and cached.images.device.type == "cpu" and cached.images.is_pinned()
     return DataLoader(
         cached, batch_size=None, sampler=sampler, num_workers=workers, pin_memory=pinned,
-        persistent_workers=workers > 0, worker_init_fn=ignore_sigterm,
+        persistent_workers=workers > 0, worker_init_fn=leave_stop_signals_to_main,
     )  # fmt: skip
 
 
@@ -97,7 +97,7 @@ def _loader(
         # Pinned memory only speeds up host-to-GPU copies; torch warns when there is no GPU.
         pin_memory=settings.pin_memory and torch.cuda.is_available(),
         persistent_workers=workers > 0,
-        worker_init_fn=ignore_sigterm,  # the main process saves on SIGTERM to the group
+        worker_init_fn=leave_stop_signals_to_main,  # the main process saves on SIGTERM, Ctrl-C
         # The training views arrive as uint8 and are normalised a batch at a time.
         collate_fn=dataset.collate if isinstance(dataset, SimCLRTrainingDataset) else None,
     )

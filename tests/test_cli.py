@@ -73,9 +73,25 @@ def test_a_folder_holding_a_run_is_not_reused_without_resuming(tiny_image_folder
 
 def test_each_fit_gets_a_fresh_folder(tiny_image_folder: Path) -> None:
     arguments = [*SMOKE, "--data.root", str(tiny_image_folder), "--trainer.logger", "false"]
+    arguments += ["--trainer.limit_val_batches", "0", "--test_after_fit", "false"]
     for _ in range(2):
-        cli_main(["fit", *arguments, "--trainer.fast_dev_run", "true"])
+        cli_main(["fit", *arguments])
     assert len(list(Path("runs").iterdir())) == 2
+
+
+def test_fast_dev_run_writes_nothing_so_the_real_run_can_follow_it(tiny_image_folder: Path) -> None:
+    """Lightning's fast_dev_run is a dry run (no logger, no checkpoint, no config.yaml): the folder it
+    names is the one the real run will use, so it must leave that folder as it found it."""
+    arguments = [*SMOKE, "--data.root", str(tiny_image_folder), "--trainer.default_root_dir", "exp"]
+    cli_main(["fit", *arguments, "--trainer.fast_dev_run", "true"])
+    assert not Path("exp").exists()
+    # W&B off: its service process may still append to its logs after the run.
+    real_run = ["--trainer.limit_val_batches", "0", "--test_after_fit", "false", "--trainer.logger", "false"]
+    cli_main(["fit", *arguments, *real_run])
+    assert (Path("exp") / "config.yaml").is_file() and (Path("exp") / "checkpoints" / "last.ckpt").is_file()
+    before = {path: path.read_bytes() for path in Path("exp").rglob("*") if path.is_file()}
+    cli_main(["fit", *arguments, "--trainer.fast_dev_run", "true"])  # neither refused nor writing
+    assert {path: path.read_bytes() for path in Path("exp").rglob("*") if path.is_file()} == before
 
 
 def test_wandb_goes_offline_without_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -273,7 +273,7 @@ def test_a_second_run_in_a_busy_folder_stops_at_once(images: Path, tmp_path: Pat
     run = tmp_path / "run"
     run.mkdir()
     hold = (
-        "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.lockf(f, fcntl.LOCK_EX); "
         "print('locked', flush=True); time.sleep(60)"
     )
     holder = subprocess.Popen(

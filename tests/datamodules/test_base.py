@@ -195,3 +195,12 @@ def test_a_failed_download_leaves_no_empty_folders_behind(tmp_path: Path) -> Non
     with pytest.raises(MissingDatasetError), explain_missing_files("Toy", str(root), "'toy/'"):
         raise OSError("no route to host")
     assert (root / "partial").is_dir()  # a folder that existed before is never touched
+
+
+def test_a_step_zero_checkpoint_of_older_code_resumes_at_the_first_batch() -> None:
+    """Checkpoints saved in the start-up sanity check recorded epoch -1 until resume_position existed."""
+    datamodule = InMemoryDataModule(batch_size=4, train_count=12, view_path="per_image")
+    datamodule.setup("fit")
+    datamodule.load_state_dict({"epoch": -1, "batches_done": 0})
+    sampler = datamodule.train_dataloader().sampler
+    assert sampler.epoch == 0 and len(list(sampler)) == 12
