@@ -42,6 +42,7 @@ from datamodules.gpu_augment import AugmentConfig, BatchViewAugmenter
 from datamodules.holdout import (
     HeldOutLabelsHidden,
     HeldOutSplit,
+    check_val_holdout,
     dataset_labels,
     holdout_count,
     stratified_holdout,
@@ -102,7 +103,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
     # Side of every image of a fixed-size dataset; None when the dataset's images vary in size.
     native_image_size: int | None = None
     # Held out of the labelled training split where there is no validation split (datamodules/holdout.py).
-    default_val_holdout: float = 0.1
+    default_val_holdout: int | float = 0.1
 
     def __init__(
         self,
@@ -120,10 +121,12 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         compile_augment: bool = False,
         view_path: ViewPath = "auto",
         probe_view: bool = False,
-        val_holdout: float | None = None,
+        val_holdout: int | float | None = None,
         val_holdout_seed: int = 0,
     ) -> None:
-        """`view_path`: "auto" (the faster path where the views are made, see the module docstring),
+        """`val_holdout`: a count of images (a whole number, e.g. 5000) or a fraction below 1 (0.1); int
+        before float, so the command line keeps `1` (one image) apart from `1.0` (refused as ambiguous).
+        `view_path`: "auto" (the faster path where the views are made, see the module docstring),
         "batched" or "per_image". `gpu_augment` is its deprecated alias.
         `probe_view`: also make each image's weak probe view (batch key "probe_view"), read only by
         `OnlineLinearProbe(features="probe_view")`; off, each step makes 2 views per image instead of 3.
@@ -183,6 +186,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         self._resume_position: tuple[int, int] | None = None
         # Plain attributes: subclasses with their own __init__ pass them on.
         self.val_holdout = self.default_val_holdout if val_holdout is None else val_holdout
+        check_val_holdout(self.val_holdout)
         self.val_holdout_seed = val_holdout_seed
         self._training_split: Dataset | None = None
         self._held_out: np.ndarray | None = None

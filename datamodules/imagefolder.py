@@ -178,7 +178,7 @@ class ImageFolderDataModule(SimCLRDataModule):
         compile_augment: bool = False,
         view_path: ViewPath = "auto",
         probe_view: bool = False,
-        val_holdout: float | None = None,
+        val_holdout: int | float | None = None,
         val_holdout_seed: int = 0,
     ) -> None:
         layout = scan_layout(Path(root))
