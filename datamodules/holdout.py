@@ -36,7 +36,9 @@ def check_val_holdout(requested: float, argument: str = "--data.val_holdout") ->
     config.yaml files saved by earlier versions hold) can only be counts and are read as counts.
     """
     if isinstance(requested, bool) or not isinstance(requested, int | float):
-        raise ValueError(f"{argument}={requested!r} must be a number: a count of images or a fraction below 1.")
+        raise ValueError(
+            f"{argument}={requested!r} must be a number: a count of images or a fraction below 1"
+        )
     if isinstance(requested, float) and requested == 1:
         raise ValueError(
             f"{argument}={requested} is ambiguous (100% of the images, or one image?); write a whole "

@@ -270,7 +270,8 @@ class _ImageFolderOnce(ImageFolder):
     """torchvision's ImageFolder (same labels, same sample order) that lists each image file once.
 
     torchvision walks class folders with followlinks=True, so a symbolic link loop inside one repeats
-    its images until the path is too long, and then fails.
+    its images until the path is too long, and then fails. A link that makes one image reachable from
+    two class folders would train it under two labels: that stops, naming both places.
     """
 
     @staticmethod
@@ -285,16 +286,55 @@ class _ImageFolderOnce(ImageFolder):
             return is_valid_file(path) if is_valid_file else path.lower().endswith(extensions or ())
 
         samples: list[tuple[str, int]] = []
+        labels = _LabelsByFolder()
         for name in sorted(class_to_idx):
             seen: set[str] = set()
             for folder, files in sorted(_folders_once(os.path.join(directory, name))):
+                real_folder = os.path.realpath(folder)
                 for file in sorted(files):
                     path = os.path.join(folder, file)
                     real = os.path.realpath(path)
                     if real not in seen and accept(path):
                         seen.add(real)
                         samples.append((path, class_to_idx[name]))
+                        labels.add(name, path, real, real_folder)
+        labels.check_each_image_has_one_class()
         return samples
+
+
+class _LabelsByFolder:
+    """Which class each real folder's images were listed under, so a linked folder or file that brings
+    another class's images in is found without keeping every file's real path (ImageNet has 1.3 M)."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, tuple[str, str]] = {}  # real folder -> (class, path listed)
+        self.linked_files: list[tuple[str, str, str]] = []  # (class, path listed, real path)
+
+    def add(self, class_name: str, path: str, real: str, real_folder: str) -> None:
+        if os.path.dirname(real) != real_folder:  # the file itself is a link into another folder
+            self.linked_files.append((class_name, path, real))
+            return
+        owner, first_path = self.folders.setdefault(real_folder, (class_name, path))
+        if owner != class_name:
+            raise _two_labels(os.path.dirname(first_path), owner, os.path.dirname(path), class_name)
+
+    def check_each_image_has_one_class(self) -> None:
+        linked_owner: dict[str, tuple[str, str]] = {}
+        for class_name, path, real in self.linked_files:
+            in_folder = self.folders.get(os.path.dirname(real))
+            owner, first_path = (
+                (in_folder[0], real) if in_folder else linked_owner.setdefault(real, (class_name, path))
+            )
+            if owner != class_name:
+                raise _two_labels(first_path, owner, path, class_name)
+
+
+def _two_labels(first: str, first_class: str, second: str, second_class: str) -> ValueError:
+    return ValueError(
+        f"'{second}' (class '{second_class}') shows the same image(s) as '{first}' (class '{first_class}') "
+        "through a symbolic link, so they would train under two labels. Remove the link, or replace it "
+        "with copies of only the images that belong to that class."
+    )
 
 
 def _triple(values: tuple[float, float, float]) -> Triple:

@@ -108,7 +108,7 @@ def test_batch_size_not_divisible_by_the_devices(images: Path, tmp_path: Path, c
     assert "e.g. 3 or 6" in line
 
 
-def test_val_holdout_one_point_zero_is_ambiguous_and_one_is_a_count(images: Path, tmp_path: Path, capsys) -> None:
+def test_val_holdout_1_0_is_ambiguous_and_1_is_a_count(images: Path, tmp_path: Path, capsys) -> None:
     line = error_line(smoke_args(images, tmp_path / "run", "--data.val_holdout", "1.0"), capsys)
     assert "--data.val_holdout=1.0 is ambiguous" in line and "e.g. 1 or 5000" in line and "0.1" in line
     parsed = cli_main(smoke_args(images, tmp_path / "run2", "--data.val_holdout", "1")[1:], run=False)

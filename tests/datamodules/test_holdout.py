@@ -58,7 +58,8 @@ def test_counts_and_fractions() -> None:
 
 @pytest.mark.parametrize("written", [1.0, 1e0])
 def test_one_with_a_decimal_point_is_refused_as_ambiguous(written: float) -> None:
-    with pytest.raises(ValueError, match=r"--data.val_holdout=1.0 is ambiguous .*\(e.g. 1 or 5000\).*0.1 for 10%"):
+    expected = r"--data.val_holdout=1.0 is ambiguous .*\(e.g. 1 or 5000\).*0.1 for 10%"
+    with pytest.raises(ValueError, match=expected):
         check_val_holdout(written)
 
 

@@ -84,3 +84,29 @@ def test_a_single_class_dataset_names_the_folder_and_the_fix(tmp_path: Path) -> 
     root = write_image_folder(tmp_path / "images", classes=("only",))
     with pytest.raises(ValueError, match="has a single class folder \\('only'\\).*at least 2 classes"):
         ImageFolderDataModule(str(root), batch_size=4, num_workers=0, image_size=16).setup("fit")
+
+
+@pytest.mark.parametrize(
+    ("link", "target", "named"),
+    [
+        ("c", "a", ("train/c", "train/a")),  # a whole class folder that is a link to another class
+        ("b/more", "a", ("train/b/more", "train/a")),  # a link inside a class folder to another class
+        ("b/extra.png", "a/3.png", ("train/b/extra.png", "train/a/3.png")),  # one linked file
+    ],
+)
+def test_images_reachable_from_two_class_folders_are_refused_naming_both(
+    tmp_path: Path, link: str, target: str, named: tuple[str, str]
+) -> None:
+    root = write_image_folder(tmp_path / "images")
+    train = root / "train"
+    (train / link).symlink_to(train / target, target_is_directory=(train / target).is_dir())
+    if link == "c":
+        (root / "val" / "c").mkdir()
+        (root / "val" / "a" / "0.png").rename(root / "val" / "c" / "0.png")
+    datamodule = ImageFolderDataModule(str(root), batch_size=4, num_workers=0, image_size=16)
+    expected = "through a symbolic link, so they would train under two labels"
+    with pytest.raises(ValueError, match=expected) as err:
+        datamodule.setup("fit")
+    linked, original = (str(root / path) for path in named)
+    message = str(err.value)
+    assert f"'{linked}' (class '{link.split('/')[0]}')" in message and f"'{original}' (class 'a')" in message
