@@ -27,9 +27,6 @@ from __future__ import annotations
 import os
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -65,32 +62,6 @@ MAX_DOWNSCALE = 2
 # thread, 9 interleaved rounds, 2-core machine at load 4.3) batched views made 4.7x the peers' PIL
 # pipeline at 32 px but 0.51x at 96 px, where the per-image PIL path made 1.8x.
 CPU_BATCHED_MAX_VIEW_SIZE = 64
-
-
-class MissingDatasetError(FileNotFoundError):
-    """Raised instead of torchvision's generic errors so users learn exactly which files to provide."""
-
-
-@contextmanager
-def explain_missing_files(dataset_name: str, root: str, what_to_provide: str) -> Iterator[None]:
-    """Turns torchvision's download/integrity failures into one actionable message.
-
-    URLError is an OSError; torchvision raises RuntimeError for missing or corrupted (md5) files.
-    A failed attempt leaves no litter: folders that did not exist before it (torchvision creates the
-    root to download into) are removed again while they are empty.
-    """
-    created = [folder for folder in (Path(root), *Path(root).parents) if not folder.exists()]
-    try:
-        yield
-    except (OSError, RuntimeError) as err:
-        for folder in created:  # deepest first; rmdir refuses a folder that holds anything
-            with suppress(OSError):
-                folder.rmdir()
-        raise MissingDatasetError(
-            f"{dataset_name} files are missing or corrupted in '{root}' ({type(err).__name__}: {err}). "
-            f"Put {what_to_provide} into '{root}', or run once with download=True on a machine with "
-            "internet access."
-        ) from err
 
 
 class SimCLRDataModule(pl.LightningDataModule, ABC):
