@@ -181,6 +181,15 @@ class ImageFolderDataModule(SimCLRDataModule):
         val_holdout: int | float | None = None,
         val_holdout_seed: int = 0,
     ) -> None:
+        """Arguments not listed here mean what they mean for every datamodule (SimCLRDataModule).
+
+        Args:
+            root: the folder holding train/<class>/ and val/<class>/ and/or test/<class>/.
+            image_size: side of the training views in pixels; null: the images' own size when they all
+                have one square size (otherwise required).
+            mean: per-channel (R, G, B) mean in [0, 1]; null: estimated from 1,000 training images.
+            std: per-channel (R, G, B) standard deviation; null: estimated with mean.
+        """
         layout = scan_layout(Path(root))
         self.native_image_size = folder_native_size(
             list(dict.fromkeys([layout.train_dir, layout.val_dir, layout.test_dir])), image_size
