@@ -10,7 +10,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from datamodules.base import EvalSplit, SimCLRDataModule
-from datamodules.transforms import ImageTransform, Triple
+from views.config import Triple
+from views.transforms import ImageTransform
 
 
 class InMemoryPairs(Dataset):

@@ -10,7 +10,7 @@ import torchvision.datasets.cifar
 
 from datamodules import CIFAR10DataModule, CIFAR100DataModule
 from datamodules.cifar import CIFAR10_CLASSES, CIFAR100_CLASSES
-from datamodules.downloads import MissingDatasetError
+from datamodules.missing_files import MissingDatasetError
 from tests.datamodules.fake_data import WrittenDataset, unnormalise
 
 

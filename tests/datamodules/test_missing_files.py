@@ -12,7 +12,7 @@ import pytest
 from torchvision.datasets import CIFAR10
 
 from datamodules import CIFAR10DataModule
-from datamodules.downloads import MissingDatasetError, OfficialArchive, explain_missing_files
+from datamodules.missing_files import MissingDatasetError, OfficialArchive, explain_missing_files
 from tests.datamodules.fake_data import md5_of, write_cifar10
 
 TOY = OfficialArchive("Toy", "https://example.org/data/toy.tar.gz", "toy-batches", ["a.bin", "b.bin"])
