@@ -16,6 +16,7 @@ from datamodules.imagefolder import ImageFolderDataModule
 from lightning_modules.simclr import SimCLR
 from reliability.errors import DEBUG_ENV
 from tests.run_helpers import REPOSITORY, fresh_cli_environment, smoke_args, write_image_folder
+from tests.views.test_decode import write_bomb_png
 from views.decode import UnreadableImageError, load_rgb
 
 
@@ -76,6 +77,13 @@ def test_unreadable_image_is_named(images: Path, tmp_path: Path, capsys) -> None
     assert f"Image file '{broken}' cannot be read" in line and "Replace or delete it" in line
 
 
+def test_a_decompression_bomb_is_named(images: Path, tmp_path: Path, capsys) -> None:
+    bomb = write_bomb_png(images / "train" / "a" / "huge.png")  # a 20000 x 20000 PNG header
+    line = error_line(smoke_args(images, tmp_path / "run"), capsys)
+    assert f"Image file '{bomb}' is refused as a possible decompression bomb" in line
+    assert "178,956,970 pixels" in line and "Downscale it" in line
+
+
 def test_truncated_image_is_named(images: Path) -> None:
     truncated = images / "train" / "a" / "3.png"
     truncated.write_bytes(truncated.read_bytes()[:60])
@@ -86,7 +94,7 @@ def test_truncated_image_is_named(images: Path) -> None:
 def test_non_image_file_is_skipped_with_a_warning(images: Path) -> None:
     (images / "train" / "a" / "notes.txt").write_text("not an image")
     datamodule = ImageFolderDataModule(str(images), batch_size=4, num_workers=0, image_size=16)
-    with pytest.warns(UserWarning, match=r"Skipped 1 non-image file\(s\).*notes.txt"):
+    with pytest.warns(UserWarning, match=r"Skipped 1 file\(s\) .*: 1 without an image extension .*notes.txt"):
         datamodule.setup("fit")
     assert len(datamodule.train_dataset) == 16
 
