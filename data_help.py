@@ -20,6 +20,8 @@ from datamodules import SimCLRDataModule
 
 DATA_KEY = "data"
 HELP_TEXT = "Show this help, the options of the chosen datamodule last, and exit."
+# jsonargparse 4.40 (our floor) marks a missing help text with this; 4.53 leaves it None.
+JSONARGPARSE_EMPTY_HELP = "_EMPTY_HELP_"
 
 
 class HelpWithDataOptions(argparse._HelpAction):
@@ -57,7 +59,8 @@ def data_options_help(chosen: type[SimCLRDataModule] | None) -> str:
     ancestors = [_options_parser(base) for base in shown.__mro__[1:] if _is_datamodule(base)]
     options = [action for action in parser._actions if action.dest.startswith(f"{DATA_KEY}.")]
     for action in options:
-        action.help = action.help or _inherited_help(action.dest, ancestors)
+        if _has_no_help(action):
+            action.help = _inherited_help(action.dest, ancestors) or action.help
     if chosen is None:
         names = ", ".join(sorted(_datamodule_names()))
         title = (
@@ -82,9 +85,13 @@ def _options_parser(datamodule: type) -> ArgumentParser:
 def _inherited_help(dest: str, ancestors: Sequence[ArgumentParser]) -> str | None:
     for parser in ancestors:
         for action in parser._actions:
-            if action.dest == dest and action.help:
+            if action.dest == dest and not _has_no_help(action):
                 return action.help
     return None
+
+
+def _has_no_help(action: argparse.Action) -> bool:
+    return not action.help or action.help == JSONARGPARSE_EMPTY_HELP
 
 
 def _is_datamodule(candidate: type) -> bool:
