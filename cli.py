@@ -27,8 +27,9 @@ from callbacks.progress_bar import ReadableProgressBar
 from callbacks.run_checkpoint import RunCheckpoint
 from callbacks.run_summary import RunSummary
 from callbacks.throughput import ViewsPerSecond
+from data_help import add_help_with_data_options
 from datamodules import SimCLRDataModule
-from help_text import TRAIN_DESCRIPTION, TRAIN_SUBCOMMANDS
+from help_text import NO_PREDICT, TRAIN_DESCRIPTION, TRAIN_SUBCOMMANDS
 from lightning_modules.simclr import SimCLR
 from quiet_console import silence_known_noise
 from reliability.checkpoint_io import AtomicCheckpointIO
@@ -67,7 +68,13 @@ ARCHITECTURE_HPARAMS = (
 
 
 class SimCLRCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's, less predict: SimCLR trains no classifier to predict with (help_text.NO_PREDICT)."""
+        return {name: skip for name, skip in LightningCLI.subcommands().items() if name != "predict"}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        add_help_with_data_options(parser)  # the subcommand parsers are made with add_help=False
         # The datamodule is the single source of the image size and the global batch.
         parser.link_arguments("data.image_size", "model.image_size", apply_on="instantiate")
         parser.link_arguments("data.batch_size", "model.batch_size", apply_on="instantiate")
@@ -217,9 +224,6 @@ class SimCLRCLI(LightningCLI):
     def before_test(self) -> None:
         self._check_checkpoint_fits()
 
-    def before_predict(self) -> None:
-        self._check_checkpoint_fits()
-
     def _check_checkpoint_fits(self) -> None:
         """A checkpoint whose weights do not fit the model fails here in one line, not in load_state_dict.
 
@@ -261,6 +265,12 @@ def turn_on_probe_view(config: Namespace) -> None:
         init_args.probe_view = True
 
 
+def refuse_predict(args: Sequence[str]) -> None:
+    """Lightning's predict subcommand, dropped from SimCLRCLI, says where prediction lives instead."""
+    if args[:1] == ["predict"]:
+        raise UserError(NO_PREDICT)
+
+
 def check_devices_exist(accelerator: object, devices: object) -> None:
     """More GPUs than the machine has: say how many there are, before Lightning's longer message."""
     if str(accelerator) not in ("gpu", "cuda") or not str(devices).isdigit():
@@ -297,7 +307,7 @@ def describe_checkpoint_mismatch(
 def parser_settings() -> dict[str, object]:
     """Descriptions atop each help, and parsing errors raised (then printed as one line) instead of usage."""
     settings = parser_descriptions()
-    for key, value in parser_kwargs_raising_errors(tuple(LightningCLI.subcommands())).items():
+    for key, value in parser_kwargs_raising_errors(tuple(SimCLRCLI.subcommands())).items():
         settings[key] = {**settings.get(key, {}), **value} if isinstance(value, dict) else value  # type: ignore[dict-item]
     return settings
 
@@ -307,7 +317,7 @@ def parser_descriptions() -> dict[str, object]:
     formatter = {"formatter_class": DescriptionAsWritten}
     kwargs: dict[str, object] = {"description": TRAIN_DESCRIPTION, **formatter}
     for name, line in TRAIN_SUBCOMMANDS.items():
-        kwargs[name] = {"description": f"{line}.\n\n{TRAIN_DESCRIPTION}", **formatter}
+        kwargs[name] = {"description": f"{line}.\n\n{TRAIN_DESCRIPTION}", "add_help": False, **formatter}
     return kwargs
 
 
@@ -327,6 +337,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
     torch.set_float32_matmul_precision("high")
     try:
         with reported_as_one_line(), sigterm_exits():
+            refuse_predict(sys.argv[1:] if args is None else args)
             choose_wandb_mode()
             check_config_files(sys.argv[1:] if args is None else args)
             simclr_cli = SimCLRCLI(

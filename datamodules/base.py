@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.holdout import (
     HeldOutLabelsHidden,
     HeldOutSplit,
+    check_val_holdout,
     dataset_labels,
     holdout_count,
     stratified_holdout,
@@ -59,7 +60,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
     # Side of every image of a fixed-size dataset; None when the dataset's images vary in size.
     native_image_size: int | None = None
     # Held out of the labelled training split where there is no validation split (datamodules/holdout.py).
-    default_val_holdout: float = 0.1
+    default_val_holdout: int | float = 0.1
 
     def __init__(
         self,
@@ -77,14 +78,34 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         compile_augment: bool = False,
         view_path: ViewPath = "auto",
         probe_view: bool = False,
-        val_holdout: float | None = None,
+        val_holdout: int | float | None = None,
         val_holdout_seed: int = 0,
     ) -> None:
-        """`view_path`: "auto" (the faster path where the views are made, see the module docstring),
-        "batched" or "per_image". `gpu_augment` is its deprecated alias.
-        `probe_view`: also make each image's weak probe view (batch key "probe_view"), read only by
-        `OnlineLinearProbe(features="probe_view")`; off, each step makes 2 views per image instead of 3.
-        The command line sets it from `--probe.features`."""
+        """The help of each argument is what `train.py fit --help` shows for its `--data.` option.
+
+        Args:
+            root: the dataset's folder (downloaded into it where the dataset can be downloaded).
+            batch_size: the GLOBAL batch over all devices and nodes; each device loads its share.
+            num_workers: DataLoader worker processes per device (0 loads in the main process).
+            image_size: side of the training views in pixels; null: the dataset's native size.
+            jitter_strength: colour-jitter strength s of the paper (1.0; CIFAR recipe 0.5; 0 turns it off).
+            min_crop_scale: smallest area fraction of a random resized crop (paper: 0.08).
+            blur: Gaussian blur on the views; null blurs from 96 px up, as the paper does.
+            download: fetch the dataset into root when its files are missing (CIFAR, STL-10).
+            pin_memory: page-locked host batches, for faster copies to a GPU.
+            gpu_augment: deprecated alias of view_path (true: batched, false: per_image).
+            solarize_p: probability of solarising a view (BYOL's augmentation; 0 turns it off).
+            compile_augment: torch.compile the batched view-making.
+            view_path: where views are made: auto (the faster path for this run, see
+                datamodules/base.py), batched (whole batches from decoded uint8 images) or per_image (PIL).
+            probe_view: also make each image's weak probe view (batch key "probe_view"), read only by
+                `--probe.features probe_view`, which sets it; off, each step makes 2 views per image, not 3.
+            val_holdout: held-out validation slice of the labelled training images where the dataset has
+                no validation split: a whole number of images (5000) or a fraction below 1 (0.1); 0 turns
+                it off; 1.0 is refused as ambiguous. null: 5,000 for CIFAR, 10% otherwise. (Typed int
+                before float, so that the command line keeps `1` apart from `1.0`.)
+            val_holdout_seed: seed of the choice of held-out images.
+        """
         super().__init__()
         self.save_hyperparameters()
         view_path = resolve_view_path(view_path, gpu_augment)
@@ -127,6 +148,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         self._resume_position: tuple[int, int] | None = None
         # Plain attributes: subclasses with their own __init__ pass them on.
         self.val_holdout = self.default_val_holdout if val_holdout is None else val_holdout
+        check_val_holdout(self.val_holdout)
         self.val_holdout_seed = val_holdout_seed
         self._training_split: Dataset | None = None
         self._held_out: np.ndarray | None = None
