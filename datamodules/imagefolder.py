@@ -108,6 +108,7 @@ class ImageFolderDataModule(SimCLRDataModule):
         probe_view: bool = False,
         val_holdout: float | None = None,
         val_holdout_seed: int = 0,
+        max_decoded_side: int = 1024,
     ) -> None:
         layout = scan_layout(Path(root))
         self.native_image_size = folder_native_size(
@@ -131,6 +132,7 @@ class ImageFolderDataModule(SimCLRDataModule):
             probe_view=probe_view,
             val_holdout=val_holdout,
             val_holdout_seed=val_holdout_seed,
+            max_decoded_side=max_decoded_side,
         )
         self.layout = layout
         if (mean is None) != (std is None):
@@ -174,6 +176,9 @@ class ImageFolderDataModule(SimCLRDataModule):
 
     def _pretrain_images(self) -> Dataset:
         return self._train_folder
+
+    def _training_files(self) -> list[str]:
+        return [path for path, _ in self._train_folder.samples]
 
     def _training_image_sizes(self) -> list[tuple[int, int]]:
         """Known from the construction's header scan when every image has the native size; otherwise
