@@ -124,13 +124,10 @@ def choose_view_path(
             f"{CACHE_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB of memory available"
         )
     if has_files and (requested == "batched" or device.type != "cpu"):
-        where = "on the CPU, in the DataLoader workers" if device.type == "cpu" else f"on {device}"
-        return ViewPathChoice(
-            True,
-            f"{obstacle}; read from their files per batch, JPEGs decoded and views made {where}, "
-            "crops antialiased",
-            from_files=True,
-        )
+        made = "decoded and views made in the DataLoader workers"
+        if device.type != "cpu":
+            made = f"JPEGs decoded and views made on {device}"
+        return ViewPathChoice(True, f"{obstacle}; files read per batch, {made} (antialiased crops)", True)
     return ViewPathChoice(False, per_image_reason or obstacle)
 
 
