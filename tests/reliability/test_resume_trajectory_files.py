@@ -6,23 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-import torch
-
 from datamodules import ImageFolderDataModule
 from datamodules.encoded import EncodedImages
-from tests.reliability.resume import BATCH, IMAGES, SIDE, STEPS_PER_EPOCH, uninterrupted_and_resumed
+from tests.reliability.resume import (
+    BATCH,
+    IMAGES,
+    SIDE,
+    assert_same_views_and_losses,
+    capture_views_and_losses,
+    uninterrupted_and_resumed,
+)
 from tests.views.photos import write_photo_folder
-
-RECORDED = ("view1", "view2", "probe_view", "label")
-
-
-def capture(trainer, outputs, batch) -> dict:
-    return {
-        **{name: batch[name].clone() for name in RECORDED},
-        "loss": outputs["loss"].item(),
-        "probe_loss": trainer.callback_metrics["train/probe_loss"].item(),
-    }
 
 
 def test_resumed_run_on_files_of_any_size_trains_the_same_images_and_views(tmp_path: Path) -> None:
@@ -37,13 +31,6 @@ def test_resumed_run_on_files_of_any_size_trains_the_same_images_and_views(tmp_p
         datamodules.append(datamodule)
         return datamodule
 
-    uninterrupted, resumed = uninterrupted_and_resumed(tmp_path, capture, make_datamodule)
+    uninterrupted, resumed = uninterrupted_and_resumed(tmp_path, capture_views_and_losses, make_datamodule)
     assert all(isinstance(datamodule.train_dataset, EncodedImages) for datamodule in datamodules)
-    for step, after_resume in resumed.items():
-        expected = uninterrupted[step]
-        for name in RECORDED:
-            assert torch.equal(after_resume[name], expected[name]), f"{name} differs at step {step}"
-        assert after_resume["loss"] == pytest.approx(expected["loss"], rel=1e-5)
-        assert after_resume["probe_loss"] == pytest.approx(expected["probe_loss"], rel=1e-5)
-    first, second = uninterrupted[1]["view1"], uninterrupted[STEPS_PER_EPOCH + 1]["view1"]
-    assert not torch.equal(first, second)
+    assert_same_views_and_losses(uninterrupted, resumed)
