@@ -41,8 +41,9 @@ class PackedImages:
 
 
 def pack_images(images: Sequence[Tensor], geometry: Tensor) -> PackedImages:
-    """`images` [3, H_n, W_n] uint8 (contiguous) and their `geometry`: [B, 3] long on their device,
-    (offset in the flat buffer, H_n, W_n) per image, as `image_geometry` lists them."""
+    """`images` [3, H_n, W_n] uint8 and their `geometry`: [B, 3] long on their device, (offset in the
+    flat buffer, H_n, W_n) per image, as `image_geometry` lists them. nvJPEG's planar images join the
+    buffer as they are; libjpeg-turbo's (CPU) are channels-last and are copied once, one by one."""
     max_height = max(image.shape[1] for image in images)
     max_width = max(image.shape[2] for image in images)
     tail = images[0].new_zeros(max_width)  # a window starting in the last row must not run off the end

@@ -112,15 +112,16 @@ def decode_images(
     """Each item as uint8 [3, H, W] on `device`, oriented: JPEG bytes decoded there (all in one call),
     pixels moved there. `names` (the files) are for the message when a JPEG does not decode."""
     jpegs = [index for index, item in enumerate(items) if item.ndim == 1]
-    images = [item.to(device, non_blocking=True) for item in items]
+    decoded: list[Tensor] = []
     if jpegs:
         try:
             decoded = _decode([items[index] for index in jpegs], device)
         except RuntimeError:  # one bad file fails the batch: decode one by one to find it
             decoded = [_decode_one(items[index], names[index], device) for index in jpegs]
-        for index, image in zip(jpegs, decoded, strict=True):
-            images[index] = orient(image, orientations[index])
-    return images
+    by_index = {
+        index: orient(image, orientations[index]) for index, image in zip(jpegs, decoded, strict=True)
+    }
+    return [by_index[index] if index in by_index else item.to(device) for index, item in enumerate(items)]
 
 
 def _decode(data: list[Tensor], device: torch.device) -> list[Tensor]:
