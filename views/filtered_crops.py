@@ -141,11 +141,37 @@ def filtered_crops(
     starts = channel_starts[:, :, None, None] + (rows * widths[:, None, None])[:, None]
     width = packed.max_width
     windows = packed.flat.as_strided((packed.flat.numel() - width + 1, width), (1, 1))
-    down = torch.zeros(views, 3, size, width, device=boxes.device)
-    for tap in range(starts.shape[-1]):
+    # The first pass holds [views, 3, size, widest image] floats; in chunks of views, within a budget.
+    chunk = max(1, intermediate_budget(boxes.device) // (3 * size * width))
+    if chunk >= views:
+        return _two_passes(windows, starts, row_weights, columns, column_weights)
+    parts = [
+        _two_passes(
+            windows, *(part[first : first + chunk] for part in (starts, row_weights, columns, column_weights))
+        )
+        for first in range(0, views, chunk)
+    ]
+    return torch.cat(parts)
+
+
+def intermediate_budget(device: torch.device) -> int:
+    """Elements of the first pass's intermediate at once: 1 GiB of floats on an accelerator (a batch of
+    256 ImageNet-size images at 224 px fits in one pass: no more kernels), 128 MiB on a CPU, where a
+    DataLoader worker holds it and the number of kernels does not matter."""
+    return 2**28 if device.type != "cpu" else 2**25
+
+
+def _two_passes(
+    windows: Tensor, starts: Tensor, row_weights: Tensor, columns: Tensor, column_weights: Tensor
+) -> Tensor:
+    """Down the columns (one row gather per tap), then along the rows (one gather per tap)."""
+    views, _, size, taps = starts.shape
+    width = windows.shape[1]
+    down = torch.zeros(views, 3, size, width, device=starts.device)
+    for tap in range(taps):
         source_rows = windows.index_select(0, starts[..., tap].reshape(-1)).view(views, 3, size, width)
         down.addcmul_(source_rows, row_weights[:, None, :, tap, None])
-    out = torch.zeros(views, 3, size, size, device=boxes.device)
+    out = torch.zeros(views, 3, size, size, device=starts.device)
     for tap in range(columns.shape[-1]):
         index = columns[:, None, None, :, tap].expand(views, 3, size, size)
         out.addcmul_(down.gather(3, index), column_weights[:, None, None, :, tap])

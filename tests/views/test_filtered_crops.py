@@ -3,9 +3,11 @@ of kernels per batch."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+import views.filtered_crops as filtered_crops_module
 from tests.op_counts import count_aten_ops
 from views.filtered_crops import filtered_crops, image_geometry, pack_images
 from views.resample import resample
@@ -90,3 +92,17 @@ def test_kernels_per_batch_do_not_grow_with_the_number_of_images() -> None:
         assert ops["aten::index_select"] == ops["aten::gather"] == 9 and ops["aten::addcmul_"] == 18
         launches.append(ops.launching())
     assert launches[0] == launches[1] <= 150  # 135 with torch 2.14
+
+
+def test_views_made_in_chunks_within_the_memory_budget_equal_those_made_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    images = random_images([(50, 70), (90, 40), (33, 33), (120, 128)])
+    boxes = torch.tensor([[3, 5, 20, 24], [0, 0, 90, 40], [10, 0, 7, 31], [0, 0, 120, 128], [5, 7, 100, 60]])
+    index, flips = torch.tensor([0, 1, 2, 3, 3]), torch.tensor([False, True, False, True, False])
+    at_once = filtered_crops(packed(images), index, boxes.float(), flips, 24)
+    budget = 2 * 3 * 24 * 128  # two views' first pass at a time: chunks of 2, 2 and 1
+    monkeypatch.setattr(filtered_crops_module, "intermediate_budget", lambda device: budget)
+    ops = count_aten_ops(lambda: filtered_crops(packed(images), index, boxes.float(), flips, 24))
+    assert ops["aten::cat"] == 2  # the packing, and the three chunks joined
+    assert torch.equal(filtered_crops(packed(images), index, boxes.float(), flips, 24), at_once)
