@@ -54,6 +54,7 @@ from bench.report import load_average, machine_info, write_json  # noqa: E402
 from datamodules import ImageFolderDataModule  # noqa: E402
 from datamodules.encoded import EncodedImages, full_sizes  # noqa: E402
 from datamodules.sampling import BatchKey  # noqa: E402
+from views import filtered_crops  # noqa: E402
 from views.any_size import AnySizeViewAugmenter  # noqa: E402
 from views.jpeg import decode_images  # noqa: E402
 
@@ -87,8 +88,14 @@ def view_ops(augmenter: AnySizeViewAugmenter, files: EncodedImages, indices: tor
     images = [image.contiguous() for image in decoded]
     sizes = full_sizes(batch)
     tally = LaunchTally()
-    with tally:
-        augmenter.views(images, sizes, augmenter.generator(CPU, 0))
+    # Chunked as on an accelerator (one pass for a batch like this), not in cache-sized CPU chunks.
+    cpu_budget = filtered_crops.intermediate_budget
+    filtered_crops.intermediate_budget = lambda device: cpu_budget(torch.device("meta"))
+    try:
+        with tally:
+            augmenter.views(images, sizes, augmenter.generator(CPU, 0))
+    finally:
+        filtered_crops.intermediate_budget = cpu_budget
     return tally
 
 
