@@ -59,7 +59,7 @@ def read_image(path: str, max_side: int) -> ReadImage:
                 if max(width, height) > max_side:
                     pixels = orient(_reduced(image, max_side), orientation)
                     return _pixels(pixels, *_displayed(height, width, orientation))
-        except (OSError, SyntaxError, ValueError):
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             return _pixels(TF.pil_to_tensor(load_rgb(path)))  # names the file, or reads what Pillow can
         if mode in DECODABLE_JPEG_MODES and orientation in range(1, 9):
             height, width = _displayed(height, width, orientation)

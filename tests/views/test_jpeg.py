@@ -97,3 +97,15 @@ def test_decoded_images_are_uint8_rgb_of_their_own_size(tmp_path: Path) -> None:
     assert all(image.dtype == torch.uint8 for image in decoded)
     assert torch.equal(decoded[0][0], decoded[0][1])  # grey stays grey in RGB
     np.testing.assert_array_equal(decoded[0][0].numpy(), np.asarray(Image.open(grey)))
+
+
+def test_a_decompression_bomb_is_reported_as_the_project_loader_reports_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_jpeg(tmp_path / "bomb.jpg", photo_pixels(40, 30))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 1,200 pixels: over twice the limit
+    with pytest.raises(Exception) as from_loader:
+        load_rgb(str(path))
+    with pytest.raises(type(from_loader.value)) as from_worker:
+        read_image(str(path), max_side=1024)
+    assert str(from_worker.value) == str(from_loader.value)
