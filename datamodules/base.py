@@ -39,6 +39,7 @@ from datamodules.loaders import (
     per_image_training_loader,
     run_seed,
 )
+from datamodules.sampling import listed_files
 from datamodules.training_sets import (
     DeviceViews,
     Place,
@@ -173,11 +174,6 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
     def _download(self) -> None:
         """Fetches the data once on rank 0; datasets that cannot be downloaded keep this no-op."""
 
-    def _training_files(self) -> list[str] | None:
-        """The training split's image files, in the order of `train_images()`, for the batched path that
-        reads them per batch; None for datasets held as pixels (CIFAR, STL-10)."""
-        return None
-
     def _training_image_sizes(self) -> list[tuple[int, int]]:
         """Up to two distinct (width, height) of the training images; one entry when all share it.
 
@@ -269,7 +265,9 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             trainer.global_rank if trainer is not None else 0,
             run_seed(),
         )
-        files = self._training_files()
+        images = self.train_images()
+        # The image files, when the project's loader reads them (image folders; not CIFAR, STL-10).
+        files = listed_files(images)
         choice = choose_view_path(
             self.view_path,
             self.image_size,
@@ -281,7 +279,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         )
         self.view_path_used = str(choice)
         rank_zero_info(f"Training views: {self.view_path_used}")
-        images, config = self.train_images(), AugmentConfig.simclr(**self._view_settings())
+        config = AugmentConfig.simclr(**self._view_settings())
         if choice.from_files and files is not None:
             self._check_enough_images(len(files))
             augmenter = AnySizeViewAugmenter(config, self.probe_view)

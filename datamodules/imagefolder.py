@@ -177,9 +177,6 @@ class ImageFolderDataModule(SimCLRDataModule):
     def _pretrain_images(self) -> Dataset:
         return self._train_folder
 
-    def _training_files(self) -> list[str]:
-        return [path for path, _ in self._train_folder.samples]
-
     def _training_image_sizes(self) -> list[tuple[int, int]]:
         """Known from the construction's header scan when every image has the native size; otherwise
         read from the training files' headers, without decoding, stopping at the second size found."""

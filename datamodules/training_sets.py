@@ -19,6 +19,7 @@ from pytorch_lightning.utilities import move_data_to_device
 from torch.utils.data import Dataset
 
 from datamodules.encoded import EncodedImages, full_sizes
+from datamodules.sampling import listed_files, listed_labels
 from datamodules.uint8_cache import CachedImages, decode_to_uint8, place_images
 from views.any_size import AnySizeViewAugmenter
 from views.batched import BatchViewAugmenter
@@ -40,9 +41,14 @@ class Place:
 def per_image_training_set(
     images: Dataset, config: AugmentConfig, probe_view: bool, place: Place
 ) -> SimCLRTrainingDataset:
+    """Views made one image at a time in the workers, from the files themselves where the project's
+    loader reads them (views/crop_decode.py)."""
     # The rank seeds the views: every rank starts from the same seed (see ProcessGenerator).
     probe = PilProbeView(config.image_size) if probe_view else None
-    return SimCLRTrainingDataset(images, PilSimCLRView(config), probe, place.rank)
+    files = listed_files(images)
+    labels = listed_labels(images) if files is not None else None
+    listed = None if labels is None else labels.tolist()
+    return SimCLRTrainingDataset(images, PilSimCLRView(config), probe, place.rank, files, listed)
 
 
 def cached_training_set(
