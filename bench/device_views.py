@@ -47,9 +47,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
-from bench.photo_folder import write_photo_folder  # noqa: E402
 
 from bench.op_counts import count_aten_ops, is_kernel_launching  # noqa: E402
+from bench.photo_folder import write_photo_folder  # noqa: E402
 from bench.report import load_average, machine_info, write_json  # noqa: E402
 from datamodules import ImageFolderDataModule  # noqa: E402
 from datamodules.encoded import EncodedImages, full_sizes  # noqa: E402
@@ -190,7 +190,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--photos", type=int, default=256, help="ImageNet-like training JPEGs")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per batch")
+    parser.add_argument("--batch-size", type=int, help="images per batch (default 256; --smoke: 8)")
     parser.add_argument("--image-size", type=int, default=224, help="view size")
     parser.add_argument("--rounds", type=int, default=9, help="timed rounds; figures are their medians")
     parser.add_argument("--workers", type=int, default=10, help="worker cores per GPU, for the estimate")
@@ -198,7 +198,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write {'machine': ..., 'results': [...]} here")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.photos, args.batch_size, args.image_size, args.rounds = 20, 8, 32, 3
+        args.photos, args.image_size, args.rounds = 20, 32, 3
+    if args.batch_size is None:
+        args.batch_size = 8 if args.smoke else 256
     return args
 
 
