@@ -8,8 +8,8 @@ import pytest
 from bench.device_views import main
 
 
-@pytest.mark.parametrize("batch_size", [8, 16])
-def test_smoke_run_counts_the_views_of_a_batch_and_derives_the_estimate(batch_size: int, capsys) -> None:
+def test_smoke_run_counts_the_views_of_a_batch_and_derives_the_estimate(capsys) -> None:
+    batch_size = 12
     (row,) = main(["--smoke", "--batch-size", str(batch_size)])["results"]
     assert row["image_size"] == 32 and row["batch_size"] == batch_size
     assert row["worker_us_per_view"] > 0 and row["host_us_per_op"] > 0 and row["host_reads"] == 0
@@ -21,5 +21,5 @@ def test_smoke_run_counts_the_views_of_a_batch_and_derives_the_estimate(batch_si
     assert "a labelled estimate, not a measurement" in capsys.readouterr().out
     # The kernels of the views per batch, not per image (tests/views/test_any_size.py pins the count
     # for equal image sizes): 20 ImageNet-like photos at 32 px take 409 with torch 2.14, mostly the
-    # filter's taps (up to 2 x 667 / 32 + 1 per side), whether 8 or 16 of them are in the batch.
+    # filter's taps (up to 2 x 667 / 32 + 1 per side), however many of them are in the batch.
     assert row["launching_ops"] < 450
