@@ -282,7 +282,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         config = AugmentConfig.simclr(**self._view_settings())
         if choice.from_files and files is not None:
             self._check_enough_images(len(files))
-            augmenter = AnySizeViewAugmenter(config, self.probe_view)
+            augmenter = AnySizeViewAugmenter(config, self.probe_view, self.compile_augment)
             labels = dataset_labels(images)
             dataset, self._device_views = file_training_set(
                 files, labels, augmenter, self.max_decoded_side, place

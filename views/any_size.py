@@ -33,17 +33,21 @@ class AnySizeViewAugmenter:
     view1 and view2 unchanged, as on the fixed-size batched path.
     """
 
-    def __init__(self, config: AugmentConfig, probe_view: bool = False) -> None:
+    def __init__(self, config: AugmentConfig, probe_view: bool = False, compile: bool = False) -> None:
         self.config = config
         self.probe_view = probe_view
+        self.compile = compile
+        # The colour work has the same shapes every batch ([2B, 3, S, S]), so it compiles once, as on the
+        # fixed-size path; the filter's shapes follow the images of each batch and stay eager.
+        self._colour = torch.compile(colour_and_normalise, dynamic=False) if compile else colour_and_normalise
         self._generators = DeviceGenerators()
 
     def __getstate__(self) -> dict[str, Any]:
-        """DataLoader workers and spawned processes get the settings; they seed their own generators."""
-        return {"config": self.config, "probe_view": self.probe_view}
+        """DataLoader workers and spawned processes get the settings; they compile and seed their own."""
+        return {"config": self.config, "probe_view": self.probe_view, "compile": self.compile}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["config"], state["probe_view"])  # type: ignore[misc]
+        self.__init__(state["config"], state["probe_view"], state["compile"])  # type: ignore[misc]
 
     def generator(self, device: torch.device, seed: int) -> torch.Generator:
         """This augmenter's generator on `device`, reseeded; seeding is host-side (no sync on a GPU)."""
@@ -84,7 +88,7 @@ class AnySizeViewAugmenter:
         crops = filtered_crops(
             packed, image_index, boxes * scale.repeat(crops_per_image, 1), flips, size, regions
         )
-        views = colour_and_normalise(crops[: 2 * count], params, self.config)
+        views = self._colour(crops[: 2 * count], params, self.config)
         probe_view = (
             normalise(crops[2 * count :], self.config.mean, self.config.std) if self.probe_view else None
         )
