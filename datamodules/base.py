@@ -259,15 +259,9 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
 
     def _training_set(self) -> Dataset:
         """The training set of the view path this run takes (views/path.py); says which and why."""
-        trainer = self.trainer
-        place = Place(
-            trainer.strategy.root_device if trainer is not None else torch.device("cpu"),
-            trainer.global_rank if trainer is not None else 0,
-            run_seed(),
-        )
-        images = self.train_images()
+        place = self._place()
         # The image files, when the project's loader reads them (image folders; not CIFAR, STL-10).
-        files = listed_files(images)
+        files = listed_files(self.train_images()) if self.view_path != "per_image" else None
         choice = choose_view_path(
             self.view_path,
             self.image_size,
@@ -283,7 +277,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         if choice.from_files and files is not None:
             self._check_enough_images(len(files))
             augmenter = AnySizeViewAugmenter(config, self.probe_view, self.compile_augment)
-            labels = dataset_labels(images)
+            labels = dataset_labels(self.train_images())
             dataset, self._device_views = file_training_set(
                 files, labels, augmenter, self.max_decoded_side, place
             )
@@ -291,12 +285,26 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         if choice.batched:
             augmenter = BatchViewAugmenter(config, self.compile_augment, self.probe_view)
             cached, self._device_views = cached_training_set(
-                images, augmenter, self.hparams.num_workers, self.root, place
+                self.train_images(), augmenter, self.hparams.num_workers, self.root, place
             )
             self._check_enough_images(len(cached))
             return cached
+        return self._build_train_dataset()
+
+    def _build_train_dataset(self) -> Dataset:
+        """The per-image path's training set: views made one image at a time in the workers."""
+        images = self.train_images()
         self._check_enough_images(len(images))  # type: ignore[arg-type]
-        return per_image_training_set(images, config, self.probe_view, place)
+        config = AugmentConfig.simclr(**self._view_settings())
+        return per_image_training_set(images, config, self.probe_view, self._place())
+
+    def _place(self) -> Place:
+        trainer = self.trainer
+        return Place(
+            trainer.strategy.root_device if trainer is not None else torch.device("cpu"),
+            trainer.global_rank if trainer is not None else 0,
+            run_seed(),
+        )
 
     def _validation_images(self, transform: ImageTransform) -> Dataset:
         held_out = self.held_out_indices()
