@@ -107,6 +107,7 @@ class ImageFolderDataModule(SimCLRDataModule):
         probe_view: bool = False,
         val_holdout: int | float | None = None,
         val_holdout_seed: int = 0,
+        max_decoded_side: int = 1024,
     ) -> None:
         """Arguments not listed here mean what they mean for every datamodule (SimCLRDataModule).
 
@@ -139,6 +140,7 @@ class ImageFolderDataModule(SimCLRDataModule):
             probe_view=probe_view,
             val_holdout=val_holdout,
             val_holdout_seed=val_holdout_seed,
+            max_decoded_side=max_decoded_side,
         )
         self.layout = layout
         if (mean is None) != (std is None):

@@ -12,6 +12,7 @@ import cli
 from cli import cli_main
 from lightning_modules.simclr import SimCLR
 from tests.run_helpers import fresh_cli_environment, write_image_folder
+from tests.views.photos import photo_pixels, save_jpeg, write_photo_folder
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMOKE = ["--config", str(CONFIGS / "imagefolder.yaml"), "--config", str(CONFIGS / "cpu-smoke.yaml")]
@@ -187,3 +188,23 @@ def test_a_checkpoint_whose_stem_does_not_fit_is_refused_in_one_line(
     (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert f"Checkpoint '{checkpoint}' does not fit this model" in line
     assert "image_size 96 (this run: 32)" in line
+
+
+def test_a_folder_of_jpegs_of_any_size_trains_on_batched_views_and_evaluates(
+    tmp_path: Path, lightning_logs: pytest.LogCaptureFixture
+) -> None:
+    """`--data.view_path batched` on photos of varied sizes, EXIF-rotated ones among them: the run says
+    which path it takes and why, and validation, the kNN monitor and the final test, whose views come
+    from the evaluation transforms, work on the same varied images."""
+    sizes = [(40 + 9 * (n % 4), 56 - 7 * (n % 3)) for n in range(12)]
+    root = write_photo_folder(tmp_path / "photos", sizes, classes=("a", "b", "c", "d"), png_every=5)
+    save_jpeg(root / "train" / "a" / "rotated.jpg", photo_pixels(64, 40), orientation=6)
+    fit = cli_main([
+        "fit", *SMOKE, "--data.root", str(root), "--data.image_size", "32", "--data.view_path", "batched",
+        "--trainer.logger", "false",
+    ])  # fmt: skip
+    assert "Training views: batched (training images differ in size" in lightning_logs.text
+    assert "files read per batch, decoded and views made in the DataLoader workers" in lightning_logs.text
+    assert len(fit.datamodule.train_dataset) == 49 and fit.trainer.global_step == 1  # one batch of 32
+    metrics = fit.trainer.callback_metrics
+    assert {"val/probe_top1", "val/knn_top1", "test/probe_top1", "test/knn_top1"} <= metrics.keys()
