@@ -27,10 +27,9 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
-from views.decode import UnreadableImageError, load_rgb
+from views.decode import SIDEWAYS, UnreadableImageError, exif_orientation, load_rgb
 
 JPEG_SIGNATURE = b"\xff\xd8\xff"
-EXIF_ORIENTATION_TAG = 0x0112
 # Modes of JPEGs that decode_jpeg turns into RGB on every device (CMYK and the like go to Pillow).
 DECODABLE_JPEG_MODES = ("RGB", "L")
 # torchvision 0.29 deprecates its decoders in favour of TorchCodec; they are what this path is built on.
@@ -55,13 +54,13 @@ def read_image(path: str, max_side: int) -> ReadImage:
         try:
             with Image.open(io.BytesIO(data)) as image:
                 width, height, mode = image.width, image.height, image.mode
-                orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1))
+                orientation = exif_orientation(image)
                 if max(width, height) > max_side:
                     pixels = orient(_reduced(image, max_side), orientation)
                     return _pixels(pixels, *_displayed(height, width, orientation))
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             return _pixels(TF.pil_to_tensor(load_rgb(path)))  # names the file, or reads what Pillow can
-        if mode in DECODABLE_JPEG_MODES and orientation in range(1, 9):
+        if mode in DECODABLE_JPEG_MODES:
             height, width = _displayed(height, width, orientation)
             return ReadImage(torch.frombuffer(bytearray(data), dtype=torch.uint8), height, width, orientation)
     image = load_rgb(path)
@@ -79,7 +78,7 @@ def _pixels(pixels: Tensor, height: int | None = None, width: int | None = None)
 
 def _displayed(height: int, width: int, orientation: int) -> tuple[int, int]:
     """(height, width) once orientations 5-8, which turn the image a quarter, are applied."""
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+    return (width, height) if orientation in SIDEWAYS else (height, width)
 
 
 def _reduced(image: Image.Image, max_side: int) -> Tensor:
@@ -100,7 +99,7 @@ def _fitted_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 def orient(image: Tensor, orientation: int) -> Tensor:
     """EXIF orientation 1-8 applied to [C, H, W], as Pillow's `ImageOps.exif_transpose` applies it."""
-    if orientation in (5, 6, 7, 8):
+    if orientation in SIDEWAYS:
         image = image.transpose(1, 2)  # 5: transposed; 6, 7, 8 transpose and then flip, below
     flips = {2: (2,), 3: (1, 2), 4: (1,), 6: (2,), 7: (1, 2), 8: (1,)}.get(orientation)
     return image.flip(flips) if flips else image
