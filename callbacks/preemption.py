@@ -11,6 +11,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from reliability.stop_signals import stop_requested_by, take_stop_signals
+from reliability.stop_vote import StopVote
 
 
 class CheckpointOnStop(pl.Callback):
@@ -19,19 +20,30 @@ class CheckpointOnStop(pl.Callback):
     at once (reliability/stop_signals.py). Under `--trainer.fast_dev_run` nothing is saved.
 
     The signal handlers only record the request. After each training and validation batch of fit, the
-    ranks agree whether any of them was asked (one all-reduce of a flag; none with one device) and then
-    all set Lightning's SIGTERM flag, so Lightning stops every rank at the same step boundary with its
-    SIGTERMException, where this callback saves. Under SLURM with auto-requeue, Lightning also requeues
-    the job on the requeue signal and resumes from its own hpc checkpoint; this covers every other
-    scheduler, a plain `kill` and a researcher's Ctrl-C.
+    ranks agree whether any of them was asked and then all set Lightning's SIGTERM flag, so Lightning
+    stops every rank at the same step boundary with its SIGTERMException, where this callback saves.
+    With one device the request is read at once; under DDP the ranks vote on the host, reading each
+    boundary's vote at the next one (reliability/stop_vote.py): no device sync, no wait, and the stop
+    comes one batch later. Under SLURM with auto-requeue, Lightning also requeues the job on the
+    requeue signal and resumes from its own hpc checkpoint; this covers every other scheduler, a plain
+    `kill` and a researcher's Ctrl-C.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._taking_signals = False
+        self._vote: StopVote | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Every rank runs the setup hooks, in the same order, before any batch: where a group is made.
+        if stage == "fit" and trainer.world_size > 1 and StopVote.can_run():
+            self._vote = StopVote.on_new_gloo_group()
 
     def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._take_signals(trainer)
+
+    def on_sanity_check_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stop_if_asked(trainer, settle=True)  # a request in the last sanity batch: stop at step 0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._take_signals(trainer)
@@ -48,14 +60,23 @@ class CheckpointOnStop(pl.Callback):
         if trainer.state.fn == "fit":
             self._stop_if_asked(trainer)
 
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning stops here (before the next epoch, or the test after fit) when the flag is set: a
+        # request in the epoch's last batches is not left unread.
+        self._stop_if_asked(trainer, settle=True)
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._taking_signals = False  # Lightning's teardown has put the previous handlers back
+        self._end_vote(after_failure=False)
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
         self._taking_signals = False
-        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit" or trainer.fast_dev_run:
+        stopping = isinstance(exception, SIGTERMException)
+        # Every rank stops at the same boundary, after the same votes; a failure may be one rank's alone.
+        self._end_vote(after_failure=not stopping)
+        if not stopping or trainer.state.fn != "fit" or trainer.fast_dev_run:
             return
         path = _last_checkpoint_path(trainer)
         trainer.save_checkpoint(path)
@@ -69,11 +90,18 @@ class CheckpointOnStop(pl.Callback):
         if not self._taking_signals:
             self._taking_signals = take_stop_signals(announces=trainer.is_global_zero)
 
-    def _stop_if_asked(self, trainer: pl.Trainer) -> None:
+    def _end_vote(self, after_failure: bool) -> None:
+        if self._vote is not None:
+            self._vote.close(after_failure)
+            self._vote = None
+
+    def _stop_if_asked(self, trainer: pl.Trainer, settle: bool = False) -> None:
         if not self._taking_signals:
             return
         asked = stop_requested_by() is not None
-        if trainer.world_size > 1:
+        if self._vote is not None:
+            asked = self._vote.settle(asked) if settle else self._vote.cast(asked)
+        elif trainer.world_size > 1:  # a strategy without torch.distributed (XLA): its own blocking vote
             asked = trainer.strategy.reduce_boolean_decision(asked, all=False)
         if asked:
             # Lightning's flag, which it reads at the step boundary (and after each validation batch);

@@ -22,18 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from views.decode import load_rgb
+from views.decode import SIDEWAYS, exif_orientation, load_rgb, turned_upright
 
 Box = tuple[int, int, int, int]  # (left, top, right, bottom)
 # libjpeg's DCT scaling decodes at 1/1, 1/2, 1/4 or 1/8 of each side.
 REDUCTIONS = (8, 4, 2)
-# EXIF orientations that swap width and height (transposed or rotated by 90 degrees).
-SIDEWAYS_ORIENTATIONS = (5, 6, 7, 8)
-EXIF_ORIENTATION = 0x0112
 
 
 def pil_to_tensor(image: Image.Image) -> Tensor:
@@ -50,6 +47,7 @@ class ImageFile:
     header: Image.Image | None  # an opened, not yet decoded JPEG; None for other files (decoded already)
     size: tuple[int, int]  # (width, height) after EXIF orientation
     decoded: Tensor | None = None  # [3, H, W] uint8 when decoding was needed to know the size
+    orientation: int = 1  # the header's EXIF orientation (views.decode.exif_orientation)
 
     @classmethod
     def open(cls, path: str) -> ImageFile:
@@ -59,9 +57,10 @@ class ImageFile:
             header = Image.open(io.BytesIO(data))
             if header.format == "JPEG":
                 width, height = header.size
-                if header.getexif().get(EXIF_ORIENTATION, 1) in SIDEWAYS_ORIENTATIONS:
+                orientation = exif_orientation(header)
+                if orientation in SIDEWAYS:
                     width, height = height, width
-                return cls(path, data, header, (width, height))
+                return cls(path, data, header, (width, height), orientation=orientation)
         except Exception:  # noqa: BLE001 - whatever PIL makes of a bad file, the loader reports it as such
             pass
         decoded = pil_to_tensor(load_rgb(path))
@@ -87,7 +86,7 @@ class ImageFile:
             image = self.header
             raw_width, raw_height = image.size
             image.draft("RGB", (-(-raw_width // reduction), -(-raw_height // reduction)))
-            return pil_to_tensor(ImageOps.exif_transpose(image))
+            return pil_to_tensor(turned_upright(image, self.orientation))
         except Exception:  # noqa: BLE001 - a JPEG libjpeg-turbo refuses: the loader decodes it or names it
             return pil_to_tensor(load_rgb(self.path))
 

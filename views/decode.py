@@ -50,6 +50,13 @@ def exif_orientation(image: Image.Image) -> int:
     return orientation if orientation in UPRIGHT else 1
 
 
+def turned_upright(image: Image.Image, orientation: int) -> Image.Image:
+    """The image as its EXIF orientation shows it. The orientation is read (`exif_orientation`) from the
+    opened file, before a conversion or a draft decode leaves an image without its EXIF."""
+    transposition = UPRIGHT.get(orientation)
+    return image if transposition is None else image.transpose(transposition)
+
+
 def upright_size(path: str) -> tuple[int, int] | None:
     """(width, height) of the upright image, from the header alone; None when the file does not open
     (the loader names it when it is read). Refuses a decompression bomb by name, as load_rgb does."""
@@ -81,9 +88,8 @@ def load_rgb(path: str) -> Image.Image:
     """
     try:
         with Image.open(path) as image:
-            transposition = UPRIGHT.get(exif_orientation(image))
-            rgb = _eight_bit_rgb(image, path)
-            return rgb if transposition is None else rgb.transpose(transposition)
+            orientation = exif_orientation(image)
+            return turned_upright(_eight_bit_rgb(image, path), orientation)
     except Image.DecompressionBombError as error:
         raise too_many_pixels(path, error) from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:

@@ -1,4 +1,5 @@
-"""A stop signal under DDP: every rank stops at the same step boundary, last.ckpt is saved, exit 0.
+"""A stop signal under DDP: every rank stops at the same step boundary, last.ckpt is saved, exit 0; and
+agreeing on it costs a steady step no host read and no wait.
 
 A terminal's Ctrl-C reaches every rank; `kill PID` (or an out-of-memory killer's SIGTERM) only the main
 one. Lightning's own SIGTERM handler broadcast from inside the handler: with rank 1 waiting in the
@@ -44,4 +45,27 @@ def test_a_stop_signal_saves_once_for_all_ranks(tmp_path: Path, to_group: bool, 
     assert exit_status(process, log) == 0, log.read_text()
     output = log.read_text()
     assert output.count(f"{named} received: saved") == 1 and "mismatch" not in output
-    assert saved_step(run) == PAUSED_AT + 1
+    # The ranks read each boundary's vote at the next one (reliability/stop_vote.py): one step later than
+    # with one device.
+    assert saved_step(run) == PAUSED_AT + 2
+
+
+def test_the_stop_vote_makes_no_host_read_and_waits_for_no_collective_on_a_steady_step(tmp_path: Path):
+    images = write_image_folder(tmp_path / "images", train_per_class=16, image_side=16)
+    run, counts, log = tmp_path / "run", tmp_path / "counts", tmp_path / "train.log"
+    counts.mkdir()
+    counting = {"class_path": "tests.distributed.stop_vote_costs.CountStopVoteCosts"}
+    counting["init_args"] = {"folder": str(counts)}
+    args = smoke_args(
+        images, run, "--trainer.devices", "2", "--trainer.strategy", "ddp", "--test_after_fit", "false",
+        "--trainer.callbacks+", json.dumps(counting),
+    )  # fmt: skip
+    process = train_subprocess(args, log, env={"WANDB_MODE": "disabled"})
+    assert exit_status(process, log) == 0, log.read_text()
+    for rank in (0, 1):
+        per_kind = json.loads((counts / f"rank{rank}.json").read_text())
+        # Per rank 4 training batches of 4 images in each of 2 epochs; 1 validation batch (of the 4 images'
+        # 2) in the sanity check and in each epoch.
+        for kind, calls in (("train", 8), ("validation", 3)):
+            # One vote launched per batch, on the vote's own gloo group, without waiting; nothing else.
+            assert per_kind[kind] == {"calls": calls, "own group": calls, "async": calls}, (rank, kind)

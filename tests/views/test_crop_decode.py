@@ -10,8 +10,8 @@ import torch
 from PIL import Image, ImageOps
 
 from views.config import AugmentConfig
-from views.crop_decode import EXIF_ORIENTATION, ImageFile, scale_boxes
-from views.decode import UnreadableImageError, load_rgb
+from views.crop_decode import ImageFile, scale_boxes
+from views.decode import ORIENTATION_TAG, UnreadableImageError, load_rgb, upright_size
 from views.per_image import PilSimCLRView, crop_resize
 from views.per_image_dataset import SimCLRTrainingDataset
 
@@ -44,7 +44,7 @@ def test_a_jpeg_decodes_to_the_loaders_pixels(tmp_path: Path, mode: str) -> None
 
 def test_exif_orientation_is_applied_at_full_and_reduced_scale(tmp_path: Path) -> None:
     exif = Image.Exif()
-    exif[EXIF_ORIENTATION] = 6  # stored sideways: shown rotated 90 degrees clockwise
+    exif[ORIENTATION_TAG] = 6  # stored sideways: shown rotated 90 degrees clockwise
     path = saved(photo(160, 96), tmp_path / "sideways.jpg", quality=90, exif=exif)
     upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
     source = ImageFile.open(path)
@@ -54,6 +54,20 @@ def test_exif_orientation_is_applied_at_full_and_reduced_scale(tmp_path: Path) -
     assert halved.shape == (80, 48, 3)
     reference = np.asarray(Image.fromarray(upright).resize((48, 80), Image.Resampling.BOX)).astype(int)
     assert np.abs(halved - reference).mean() < 3  # upright, not rotated the other way (which is far off)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_orientation_decodes_as_the_loader_and_pil_turn_it(tmp_path: Path, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = orientation
+    path = saved(photo(48, 32, seed=orientation), tmp_path / "turned.jpg", quality=90, exif=exif)
+    source = ImageFile.open(path)
+    assert source.size == upright_size(path)
+    np.testing.assert_array_equal(source.decode().permute(1, 2, 0).numpy(), np.asarray(load_rgb(path)))
+    reduced = Image.open(path)
+    reduced.draft("RGB", (24, 16))
+    pil_upright = np.asarray(ImageOps.exif_transpose(reduced).convert("RGB"))  # PIL's own turn
+    np.testing.assert_array_equal(ImageFile.open(path).decode(2).permute(1, 2, 0).numpy(), pil_upright)
 
 
 def test_the_reduction_is_the_largest_both_crops_allow(tmp_path: Path) -> None:
