@@ -143,10 +143,6 @@ class SimCLR(pl.LightningModule):
         """Before the strategy moves and wraps the model, so DDP sees the final parameter layout."""
         if stage != "fit":
             return
-        check_batch_split(
-            self.hparams.batch_size, self.trainer.world_size, self.hparams.micro_batch_size,
-            self.trainer.accumulate_grad_batches,
-        )  # fmt: skip
         channels_last = self.hparams.get("channels_last")
         if channels_last is None:
             channels_last = (
@@ -286,7 +282,8 @@ class SimCLR(pl.LightningModule):
 
     def configure_optimizers(self):
         trainer = self.trainer
-        global_batch = self.hparams.batch_size
+        global_batch, micro_batch_size = self.hparams.batch_size, self.hparams.micro_batch_size
+        check_batch_split(global_batch, trainer.world_size, micro_batch_size, trainer.accumulate_grad_batches)
         peak_lr = scaled_learning_rate(self.hparams.base_lr, global_batch)
         optimizer = build_optimizer(
             self.hparams.optimizer, self, peak_lr, self.hparams.weight_decay, self.hparams.momentum,
@@ -298,7 +295,6 @@ class SimCLR(pl.LightningModule):
         trainer.fit_loop.setup_data()
         warmup_steps = min(total_steps, round(self.hparams.warmup_epochs * trainer.num_training_batches))
         per_device = global_batch // trainer.world_size
-        micro_batch_size = self.hparams.micro_batch_size
         micro_batches = micro_batches_per_device(per_device, micro_batch_size)
         rank_zero_info(
             f"SimCLR: global batch {global_batch} = {trainer.world_size} device(s) x {per_device} images"
