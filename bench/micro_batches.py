@@ -15,10 +15,12 @@ CPU, one thread (torch.set_num_threads(1)), both measures interleaved:
   each per round, in an order rotated every round; after an untimed round, each round gives a ratio to
   the baseline's step of the same round. Reported: medians over --rounds rounds. Other jobs on the
   machine slow every configuration of a round alike, so the ratios are what to compare, not the seconds.
-- memory: peak RSS (ru_maxrss). A process's high-water mark never goes down, so each measurement is a
+- memory: peak RSS (VmHWM). A process's high-water mark never goes down, so each measurement is a
   fresh process that builds the model and takes --memory-steps steps of one configuration; the processes
-  alternate between configurations over --memory-rounds rounds. Also reported: the peak minus the RSS
-  before the first step, what the step itself needs (the median over the rounds of both).
+  alternate between configurations over --memory-rounds rounds, before the timing builds its models.
+  Also reported: the peak minus the RSS before the first step, what the step itself needs (the median
+  over the rounds of both). Not ru_maxrss: Linux keeps in it what the process held between fork and
+  exec, its parent's memory, so a child of a large process would report at least that.
 GPU: torch.cuda.max_memory_allocated and images/s (images of the batch, two views each) over --steps
 timed steps after --warmup, per configuration in turn, in bf16 with channels-last (as a run on CUDA); a
 configuration that does not fit is reported as out of memory.
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -92,7 +93,7 @@ def memory_of_one_configuration(args: argparse.Namespace) -> dict[str, float]:
     before = rss_mb("VmRSS")
     for _ in range(args.memory_steps):
         step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = rss_mb("VmHWM")
     return {"peak_rss_mb": peak, "step_rss_mb": peak - before}
 
 
@@ -127,7 +128,8 @@ def measure_cpu_time(
             if round_index > 0:
                 cpu[micro].append(time.process_time() - cpu_start)
                 wall[micro].append(time.perf_counter() - wall_start)
-        print(f"# time round {round_index} done, load {load_average()}", file=sys.stderr)
+        seconds = {micro: round(times[-1], 2) for micro, times in cpu.items() if times}
+        print(f"# time round {round_index}: CPU s {seconds}, load {load_average()}", file=sys.stderr)
     return {
         micro: {
             "cpu_s_per_step": statistics.median(cpu[micro]),
@@ -207,9 +209,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     machine = machine_info(command.strip(), torch.device(args.device))
     machine.update(backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size)
     if args.device == "cpu":
+        memory = measure_memory(args, micros)  # first: the children are forked from a small process
         measured = measure_cpu_time(args, micros, baseline=args.batch_size)
-        for micro, memory in measure_memory(args, micros).items():
-            measured[micro].update(memory)
+        for micro, values in memory.items():
+            measured[micro].update(values)
         memory_key, columns = "peak_rss_mb", CPU_COLUMNS
     else:
         measured = measure_gpu(args, micros)
