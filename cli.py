@@ -65,6 +65,9 @@ ARCHITECTURE_HPARAMS = (
     "backbone", "cifar_stem", "image_size", "projection_hidden_dim", "projection_dim", "projection_layers",
     "projection_batchnorm",
 )
+# Checkpoint hyperparameters that say how this machine computes a step, not what is trained: a resumed run
+# takes them from its own command line (a smaller GPU needs smaller micro-batches), not from the checkpoint.
+MACHINE_HPARAMS = ("micro_batch_size",)
 
 
 class SimCLRCLI(LightningCLI):
@@ -114,6 +117,8 @@ class SimCLRCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        for name, value in self._configured_machine_hparams.items():
+            config.model[name] = value  # LightningCLI copied the checkpoint's over them after parsing
         trainer = config.trainer
         requeued = requeued_run_dir(trainer.default_root_dir) if self.subcommand == "fit" else None
         if requeued is not None and config.get("ckpt_path") is None and not os.environ.get(RUN_DIR_ENV):
@@ -195,11 +200,15 @@ class SimCLRCLI(LightningCLI):
         configured ones (its ckpt_path handling), after which nothing would differ: `--config
         configs/cifar10.yaml --ckpt_path resnet50.ckpt` would silently train a ResNet-50 where the
         config says ResNet-18. tests/test_errors.py fails if Lightning moves that copy before this hook.
+        The configured MACHINE_HPARAMS are kept here and put back over the copy in before_instantiate_classes.
         """
         super().parse_arguments(parser, args)
+        self._configured_machine_hparams: dict[str, object] = {}
         subcommand = self.config.get("subcommand")
         if subcommand:  # a copied or moved run folder reads and writes only itself
             prepare_checkpoint_paths(self.config[subcommand])
+            model = self.config[subcommand].model
+            self._configured_machine_hparams = {name: model.get(name) for name in MACHINE_HPARAMS}
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
             saved = saved_hyperparameters(ckpt_path)

@@ -31,7 +31,7 @@ def run_summary(trainer: pl.Trainer, pl_module: pl.LightningModule) -> str:
         f"x {trainer.num_nodes} node(s) = world size {trainer.world_size}, "
         f"{type(trainer.strategy).__name__}, precision {trainer.precision}"
     )
-    lines.append(f"batch    {_batch_line(trainer, datamodule)}")
+    lines.append(f"batch    {_batch_line(trainer, datamodule, pl_module)}")
     lines.append(f"outputs  {_outputs_line(trainer)}")
     width = max(len(line) for line in lines)
     rule = "-" * min(width, 100)
@@ -71,11 +71,21 @@ def _data_line(datamodule: pl.LightningDataModule) -> str:
     return described
 
 
-def _batch_line(trainer: pl.Trainer, datamodule: pl.LightningDataModule | None) -> str:
+def _batch_line(
+    trainer: pl.Trainer, datamodule: pl.LightningDataModule | None, pl_module: pl.LightningModule
+) -> str:
     global_batch = getattr(datamodule, "batch_size", None)
     described = ""
     if global_batch is not None:
-        described = f"global {global_batch} = {trainer.world_size} x {global_batch // trainer.world_size}, "
+        per_device = global_batch // trainer.world_size
+        described = f"global {global_batch} = {trainer.world_size} x {per_device}, "
+        micro_batch_size = pl_module.hparams.get("micro_batch_size")
+        if micro_batch_size is not None and micro_batch_size < per_device:
+            # The loss still contrasts the whole global batch; only the forward passes are smaller.
+            described += (
+                f"each device in {per_device // micro_batch_size} forward passes of {micro_batch_size} "
+                "(--model.micro_batch_size; loss over the whole batch, gradients cached), "
+            )
     if trainer.accumulate_grad_batches > 1:
         described += f"{trainer.accumulate_grad_batches} batches accumulated per step, "
     described += (

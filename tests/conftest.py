@@ -3,6 +3,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.run_helpers import write_image_folder
 
@@ -12,6 +13,15 @@ def tiny_image_folder(tmp_path: Path) -> Path:
     """4 classes, 48 training images of 40 px: one cpu-smoke batch of 32 per epoch."""
     classes = tuple(f"class_{k}" for k in range(4))
     return write_image_folder(tmp_path / "images", classes, 12, val_per_class=4, image_side=40)
+
+
+@pytest.fixture
+def one_cpu_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread; on a busy shared CPU, two threads can be 100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

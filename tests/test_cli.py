@@ -72,6 +72,22 @@ def test_a_folder_holding_a_run_is_not_reused_without_resuming(tiny_image_folder
     assert (run_dir / "config.yaml").read_text() == before
 
 
+def test_a_resumed_run_takes_micro_batch_size_from_its_command_line(tiny_image_folder: Path) -> None:
+    """Resuming on a GPU with less memory needs smaller forward passes: the setting of the machine that
+    saved the checkpoint must not win over the command line (LightningCLI copies checkpoint settings)."""
+    arguments = [*SMOKE, "--data.root", str(tiny_image_folder), "--trainer.logger", "false"]
+    cli_main(["fit", *arguments, "--model.micro_batch_size", "16"])
+    run_dir = only_run_folder()
+    # A checkpoint file, not "last": LightningCLI copies the settings of a file it is given.
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["hyper_parameters"]["micro_batch_size"] == 16
+    resume = ["fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(last)]
+    resumed = cli_main([*resume, "--trainer.max_epochs", "2", "--model.micro_batch_size", "8"])
+    assert resumed.model.hparams.micro_batch_size == 8 and resumed.trainer.global_step == 2
+    (resumed_config,) = run_dir.glob("config-resumed-*.yaml")
+    assert yaml.safe_load(resumed_config.read_text())["model"]["micro_batch_size"] == 8
+
+
 def test_each_fit_gets_a_fresh_folder(tiny_image_folder: Path) -> None:
     arguments = [*SMOKE, "--data.root", str(tiny_image_folder), "--trainer.logger", "false"]
     arguments += ["--trainer.limit_val_batches", "0", "--test_after_fit", "false"]

@@ -130,6 +130,18 @@ def test_temperature_not_positive(images: Path, tmp_path: Path, capsys, temperat
     assert "--model.temperature must be > 0" in line
 
 
+def test_gradient_accumulation_points_to_micro_batches(images: Path, tmp_path: Path, capsys) -> None:
+    line = error_line(smoke_args(images, tmp_path / "run", "--trainer.accumulate_grad_batches", "2"), capsys)
+    assert "--trainer.accumulate_grad_batches 2 would contrast each image with the 4 of its own batch" in line
+    assert "use --data.batch_size 8 --model.micro_batch_size 4 (gradient caching)" in line
+
+
+def test_micro_batch_size_that_does_not_divide_the_batch(images: Path, tmp_path: Path, capsys) -> None:
+    line = error_line(smoke_args(images, tmp_path / "run", "--model.micro_batch_size", "3"), capsys)
+    assert "--model.micro_batch_size 3 does not divide the 4 images per device" in line
+    assert "e.g. 2 or 4" in line
+
+
 def test_unknown_backbone(images: Path, tmp_path: Path, capsys) -> None:
     line = error_line(smoke_args(images, tmp_path / "run", "--model.backbone", "resnet19"), capsys)
     assert "Unknown backbone 'resnet19'" in line and "Did you mean" in line

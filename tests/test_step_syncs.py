@@ -55,7 +55,8 @@ def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fresh_cli_environment(monkeypatch)
 
 
-def test_steady_training_steps_sync_only_when_they_log(tmp_path: Path) -> None:
+@pytest.mark.parametrize("micro_batch_size", ["null", "2"], ids=["one-pass", "micro-batches"])
+def test_steady_training_steps_sync_only_when_they_log(tmp_path: Path, micro_batch_size: str) -> None:
     images = write_image_folder(tmp_path / "images", train_per_class=BATCHES * 2)  # batches of 4
     args = smoke_args(
         images, tmp_path / "run",
@@ -64,6 +65,7 @@ def test_steady_training_steps_sync_only_when_they_log(tmp_path: Path) -> None:
         "--trainer.limit_train_batches", str(BATCHES),
         "--trainer.log_every_n_steps", str(LOG_EVERY),
         "--trainer.callbacks+=tests.test_step_syncs.MarkBatches",
+        "--model.micro_batch_size", micro_batch_size,
     )  # fmt: skip
     counter = SyncsPerBatch()
     with counter:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from callbacks.run_summary import _data_line
+from callbacks.run_summary import _batch_line, _data_line
 from datamodules import CIFAR10DataModule
 from tests.datamodules.fake_data import write_cifar10
 
@@ -39,3 +40,19 @@ def test_data_line_says_how_many_training_images_validate(
     datamodule.setup("fit")
     expected = "20 training images (10 of them held out for val/*, pretrained on without labels), 10 classes"
     assert expected in _data_line(datamodule)
+
+
+@pytest.mark.parametrize(
+    ("micro_batch_size", "split"),
+    [(64, "each device in 4 forward passes of 64 (--model.micro_batch_size; loss over the whole batch"),
+     (None, None), (256, None)],
+)  # fmt: skip
+def test_batch_line_says_how_micro_batches_split_each_device(micro_batch_size, split) -> None:
+    trainer = SimpleNamespace(
+        world_size=2, accumulate_grad_batches=1, num_training_batches=10, estimated_stepping_batches=100,
+        optimizers=[],
+    )  # fmt: skip
+    module = SimpleNamespace(hparams={"micro_batch_size": micro_batch_size})
+    line = _batch_line(trainer, SimpleNamespace(batch_size=512), module)
+    assert line.startswith("global 512 = 2 x 256, ")
+    assert (split in line) if split else ("forward passes" not in line)
