@@ -1,0 +1,164 @@
+"""`dataset.json`: what `shards.py convert` records beside the shards and StreamingDataModule reads first.
+
+The shards themselves are LitData's format (each split a folder of `chunk-*.bin` and `index.json`); this
+file adds what a datamodule needs before it reads any image: the class names, every label of every
+split (held-out slices and class-balanced validation orders need them, and reading them from the shards
+would mean downloading every chunk), the first two distinct image sizes (the native size), and the mean
+and std of a seeded sample of training images. It is written last, so a dataset without it is an
+unfinished conversion or upload and is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datamodules.transforms import Triple
+
+INFO_FILENAME = "dataset.json"
+FORMAT_NAME = "simclr-lightning-shards"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+CONVERT_HINT = "make one with `python shards.py convert IMAGE_FOLDER OUT` (README, Data at scale)"
+
+
+@dataclass(frozen=True)
+class ImageSize:
+    """One (width, height) met in a split, with a file of that size (its path inside the split)."""
+
+    width: int
+    height: int
+    example: str
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    labels: np.ndarray  # [N] int64, in shard order
+    sizes: list[ImageSize]  # the first two distinct sizes in shard order; one when all share it
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    class_names: list[str]
+    splits: dict[str, SplitInfo]
+    mean: Triple  # of the training images' pixels in [0, 1], RGB
+    std: Triple
+    conversion: dict[str, Any] = field(default_factory=dict)  # how the shards were made (source, settings)
+
+    def to_json(self) -> str:
+        splits = {
+            name: {
+                "images": len(split),
+                "labels": split.labels.tolist(),
+                "sizes": [[size.width, size.height, size.example] for size in split.sizes],
+            }
+            for name, split in self.splits.items()
+        }
+        document = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "class_names": self.class_names,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "conversion": self.conversion,
+            "splits": splits,
+        }
+        return json.dumps(document, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> ShardInfo:
+        try:
+            document = json.loads(text)
+            if document.get("format") != FORMAT_NAME:
+                raise ValueError(f"'format' is {document.get('format')!r}, not {FORMAT_NAME!r}")
+            if int(document["version"]) > FORMAT_VERSION:
+                raise ValueError(
+                    f"it is version {document['version']}, newer than this code reads ({FORMAT_VERSION}); "
+                    "update the template"
+                )
+            splits = {
+                name: SplitInfo(
+                    np.asarray(split["labels"], dtype=np.int64),
+                    [ImageSize(int(w), int(h), str(example)) for w, h, example in split["sizes"]],
+                )
+                for name, split in document["splits"].items()
+            }
+            return cls(
+                [str(name) for name in document["class_names"]],
+                splits,
+                _triple(document["mean"]),
+                _triple(document["std"]),
+                dict(document.get("conversion", {})),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"'{where}' is not a shards.py dataset description ({type(error).__name__}: {error}); "
+                f"{CONVERT_HINT}."
+            ) from error
+
+
+def _triple(values: list[float]) -> Triple:
+    if len(values) != 3:
+        raise ValueError(f"expected 3 values (R, G, B), got {values}")
+    return (float(values[0]), float(values[1]), float(values[2]))
+
+
+def is_remote(root: str) -> bool:
+    """An object-store URL (s3://, gs://, ...) rather than a local folder."""
+    return "://" in root and not root.startswith("file://")
+
+
+def split_location(root: str, split: str) -> str:
+    """The folder or URL of one split's shards (LitData's input_dir)."""
+    return f"{root.rstrip('/')}/{split}" if is_remote(root) else str(Path(root) / split)
+
+
+def read_shard_info(root: str, storage_options: dict[str, Any] | None = None) -> ShardInfo:
+    """The dataset.json of a local shard folder, or of an object-store URL fetched with LitData's client."""
+    if not is_remote(root):
+        folder = Path(root)
+        if not folder.is_dir():
+            what = "is a file, not a folder" if folder.exists() else "does not exist"
+            raise FileNotFoundError(f"Shard dataset '{root}' {what}; {CONVERT_HINT}.")
+        path = folder / INFO_FILENAME
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"'{root}' has no {INFO_FILENAME}, so it is not a finished shard dataset (shards.py convert "
+                f"writes it last; an interrupted conversion leaves '{root}.incomplete', never '{root}'); "
+                f"{CONVERT_HINT}."
+            )
+        return ShardInfo.from_json(path.read_text(), str(path))
+    url = f"{root.rstrip('/')}/{INFO_FILENAME}"
+    with tempfile.TemporaryDirectory(prefix="simclr-shard-info-") as folder:
+        local = os.path.join(folder, INFO_FILENAME)
+        _download(url, root, local, storage_options)
+        return ShardInfo.from_json(Path(local).read_text(), url)
+
+
+def _download(url: str, root: str, local: str, storage_options: dict[str, Any] | None) -> None:
+    """One small file through the client LitData streams the chunks with (same credentials, endpoint)."""
+    from litdata.streaming.downloader import get_downloader
+
+    try:
+        downloader = get_downloader(root, os.path.dirname(local), [], storage_options or {})
+        downloader.download_file(url, local)
+    except Exception as error:  # the clients raise their own types (botocore, obstore, gcsfs, ...)
+        raise FileNotFoundError(
+            f"Cannot read '{url}' ({type(error).__name__}: {' '.join(str(error).split())}). Check the URL, "
+            "the credentials (e.g. AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and --data.storage_options "
+            f"(e.g. {{endpoint_url: ...}}); the dataset.json is uploaded last, after the shards."
+        ) from error
+    if not os.path.isfile(local):
+        raise FileNotFoundError(
+            f"'{url}' does not exist, so '{root}' is not a finished shard dataset (upload dataset.json last, "
+            f"after the shards); {CONVERT_HINT}."
+        )

@@ -1,0 +1,180 @@
+"""Reading shards with LitData: training views streamed chunk by chunk, and images by index.
+
+Training streams: LitData's StreamingDataset assigns whole batches' worth of chunk intervals to every
+rank and DataLoader worker (every image at most once per epoch, all ranks the same number of batches),
+shuffles the chunks with (seed, epoch) and the items inside each chunk, and reads each chunk with one
+request. ShardTrainingViews turns each item into the SimCLR views, drawn from a generator seeded with
+(run seed, epoch, image index): the views of an image in an epoch do not depend on the rank, the
+worker or an interruption, so a resumed run trains on exactly the views the uninterrupted one did.
+
+Resuming is ours, not Lightning's: Lightning restores a loader's state only after the loader was
+built (pytorch-lightning #20550, hit by every configure_optimizers that reads
+estimated_stepping_batches, as ours does), so ShardLoader ignores the state Lightning hands it and the
+datamodule replays the position it saved itself, (epoch, batches trained in it), through LitData's
+own replay (`resume_at`). The epoch always comes from Lightning's loop, so a reloaded loader or a
+partial epoch (`--trainer.limit_train_batches`) cannot shift LitData's epoch count.
+
+Validation, test, the held-out slice, mean/std and evaluate.py read images by index (ShardImages);
+from an object store LitData then fetches only the bytes of each image (two ranged reads).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+from litdata import StreamingDataLoader, StreamingDataset
+from litdata.streaming.sampler import ChunkedIndex
+from litdata.utilities.env import _DistributedEnv
+from PIL import Image
+from torch.utils.data import Dataset
+
+from datamodules.pil_views import PilProbeView, PilSimCLRView
+from reliability.errors import UserError
+
+# LitData shuffles blocks of this many items inside a chunk, then the items of each block; 0 is a
+# full permutation of the chunk, so the images batched together change from epoch to epoch.
+FULL_CHUNK_SHUFFLE = 0
+
+
+class UnreadableShardImageError(UserError):
+    """A shard item whose bytes do not decode: a damaged shard file."""
+
+
+def decode_shard_image(data: bytes, where: str) -> Image.Image:
+    """The RGB image of a shard item's JPEG bytes (shards.py stores only upright RGB or grey JPEGs)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as error:
+        raise UnreadableShardImageError(
+            f"Image '{where}' in the shards cannot be decoded ({type(error).__name__}: {error}); the shard "
+            "file is damaged. Convert the image folder again (python shards.py convert)."
+        ) from error
+
+
+class ShardImages(Dataset):
+    """(image, label) by index, `transform(image)` when a transform is given; labels from dataset.json.
+
+    The LitData dataset is opened in the process that first reads (each DataLoader worker its own), and
+    `targets` lists every label without reading an image (holdout.dataset_labels, the kNN bank).
+    """
+
+    def __init__(
+        self,
+        location: str,
+        labels: np.ndarray,
+        options: dict[str, Any],
+        transform: Callable[[Image.Image], Any] | None = None,
+    ) -> None:
+        self.location = location
+        self.targets = labels
+        self.options = options
+        self.transform = transform
+        self._dataset: StreamingDataset | None = None
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        if self._dataset is None:
+            self._dataset = StreamingDataset(self.location, **self.options)
+        item = self._dataset[int(index)]
+        image = decode_shard_image(item["image"], f"{self.location}/{item['path']}")
+        return (image if self.transform is None else self.transform(image)), int(self.targets[index])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_dataset": None}  # each process opens its own readers
+
+
+class ShardTrainingViews(StreamingDataset):
+    """The training shards as SimCLR view dicts {"view1", "view2"[, "probe_view"]: uint8 [S, S, 3], "label"}.
+
+    `labels` replaces the stored labels (the held-out validation images carry -1). Use with the
+    NormaliseViews collate, as the per-image path does.
+    """
+
+    def __init__(
+        self,
+        location: str,
+        labels: np.ndarray,
+        view: PilSimCLRView,
+        probe_view: PilProbeView | None,
+        seed: int,
+        options: dict[str, Any],
+    ) -> None:
+        super().__init__(
+            location,
+            shuffle=True,
+            drop_last=True,
+            seed=seed,
+            item_shuffle_window=FULL_CHUNK_SHUFFLE,
+            **options,
+        )
+        self.labels = labels
+        self.view = view
+        self.probe_view = probe_view
+
+    def __getitem__(self, index: ChunkedIndex | int) -> dict[str, Any]:  # type: ignore[override]
+        item = super().__getitem__(index)
+        position = index.index if isinstance(index, ChunkedIndex) else int(index)
+        image = decode_shard_image(
+            item["image"], f"{self.input_dir.url or self.input_dir.path}/{item['path']}"
+        )
+        # current_epoch counts from 1 (LitData's), as the views of epoch e draw from it.
+        rng = np.random.default_rng([self.seed % 2**32, self.current_epoch, position])
+        views: dict[str, Any] = {"view1": self.view(image, rng), "view2": self.view(image, rng)}
+        if self.probe_view is not None:
+            views["probe_view"] = self.probe_view(image, rng)
+        views["label"] = int(self.labels[position])
+        return views
+
+
+def set_distributed_env(dataset: StreamingDataset, world_size: int, rank: int, num_nodes: int) -> None:
+    """The ranks as the Trainer knows them: LitData's own guess counts nodes from the visible GPUs."""
+    dataset.distributed_env = _DistributedEnv(world_size, rank, num_nodes)
+
+
+class ShardLoader(StreamingDataLoader):
+    """LitData's loader, positioned by the datamodule (see the module docstring); drop-last batches.
+
+    `epoch()` is the 0-based epoch Lightning is about to train; each iteration starts there unless
+    `resume_at` positioned it inside an epoch.
+    """
+
+    def __init__(self, dataset: ShardTrainingViews, epoch: Callable[[], int], **kwargs: Any) -> None:
+        super().__init__(dataset, drop_last=True, **kwargs)
+        self._epoch = epoch
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self.restore:
+            self.current_epoch = self._epoch()  # LitData adds 1: its epochs count from 1
+        yield from super().__iter__()
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Continue epoch `epoch` (0-based) after its first `batches_done` batches, as LitData replays
+        a checkpoint of its own loader: each worker skips what it served, and the worker whose turn
+        was next serves first."""
+        if batches_done == 0:
+            return
+        dataset: ShardTrainingViews = self.dataset  # type: ignore[assignment]
+        samples = batches_done * self.batch_size  # type: ignore[operator]
+        state = dataset.state_dict(samples, self.num_workers, self.batch_size)  # type: ignore[arg-type]
+        state["current_epoch"] = epoch + 1
+        super().load_state_dict(
+            {
+                "dataset": state,
+                "current_epoch": epoch + 1,
+                "num_samples_yielded": samples,
+                "latest_worker_idx": (batches_done - 1) % max(self.num_workers, 1),
+            }
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Nothing for Lightning to save: the datamodule's state_dict holds the position."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Ignored: Lightning would hand it over after the loader was built (pytorch-lightning #20550)."""
