@@ -79,6 +79,8 @@ class ShardImages(Dataset):
         return len(self.targets)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
+        if not 0 <= index < len(self.targets):
+            raise IndexError(f"index {index} is out of range for {len(self.targets)} images")
         if self._dataset is None:
             self._dataset = StreamingDataset(self.location, **self.options)
         item = self._dataset[int(index)]
