@@ -8,6 +8,8 @@ import numpy as np
 from PIL import Image
 
 from conversion.convert import ConvertSettings, convert
+from datamodules import StreamingDataModule
+from datamodules.shard_reading import ShardTrainingViews
 
 # Small chunks, so that even a few dozen images make several and LitData's chunk shuffle has work to do.
 SMALL_CHUNKS = "2KB"
@@ -38,3 +40,19 @@ def shards_of(folder: Path, out: Path, chunk_bytes: str = SMALL_CHUNKS, **settin
     options = {"workers": 1, "chunk_bytes": chunk_bytes, **settings}
     convert(folder, out, ConvertSettings(**options))  # type: ignore[arg-type]
     return out
+
+
+class IndexedTrainingViews(ShardTrainingViews):
+    """The real training items, plus the index of the image each came from, for tests to read."""
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        return {**super().__getitem__(index), "index": index.index}
+
+
+class IndexedStreamingDataModule(StreamingDataModule):
+    """StreamingDataModule whose training batches also carry each image's index ("index": [B])."""
+
+    def _build_train_dataset(self):  # type: ignore[no-untyped-def]
+        dataset = super()._build_train_dataset()
+        dataset.__class__ = IndexedTrainingViews
+        return dataset

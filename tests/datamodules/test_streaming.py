@@ -17,17 +17,9 @@ from datamodules.imagefolder import load_rgb
 from datamodules.shard_info import INFO_FILENAME
 from datamodules.shard_reading import ShardLoader, ShardTrainingViews, set_distributed_env
 from datamodules.uint8_cache import CachedImages
-from tests.shard_helpers import shards_of, write_jpeg_folder
+from tests.shard_helpers import IndexedTrainingViews, shards_of, write_jpeg_folder
 
 BATCH = 4
-
-
-class IndexedTrainingViews(ShardTrainingViews):
-    """The real training items, plus the index of the image each came from (for the tests to read)."""
-
-    def __getitem__(self, index):
-        item = super().__getitem__(index)
-        return {**item, "index": index.index}
 
 
 def indexed(datamodule: StreamingDataModule) -> StreamingDataModule:
@@ -141,6 +133,19 @@ def test_every_image_at_most_once_per_epoch_over_ranks_nodes_and_workers(
         seen = [index for indices in per_rank for index in indices]
         assert len(set(seen)) == len(seen) == expected, f"epoch {epoch}"
     assert iterate_epoch(dataset, 0, 2, batch) != iterate_epoch(dataset, 1, 2, batch)
+
+
+@pytest.mark.parametrize("workers", [0, 3])
+def test_a_loader_resumed_after_any_batch_serves_the_rest_of_that_epoch(shards: Path, workers: int) -> None:
+    def batches(loader: ShardLoader) -> list[list[int]]:
+        return [batch["index"].tolist() for batch in loader]
+
+    whole = batches(ShardLoader(training_views(shards), lambda: 1, batch_size=BATCH, num_workers=workers))
+    assert len(whole) == 24 // BATCH
+    for done in range(1, len(whole)):
+        loader = ShardLoader(training_views(shards), lambda: 1, batch_size=BATCH, num_workers=workers)
+        loader.resume_at(1, done)
+        assert batches(loader) == whole[done:], f"resumed after {done} batches"
 
 
 def test_the_batched_path_decodes_the_shards_into_one_tensor(shards: Path, folder: Path) -> None:
