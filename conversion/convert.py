@@ -26,9 +26,10 @@ from tqdm import tqdm
 from conversion.encode import EncodedImage, encode_image
 from conversion.staging import refuse_existing, staged_output
 from datamodules.folder_stats import STATS_SAMPLE_SIZE
-from datamodules.imagefolder import _image_folder, scan_layout
+from datamodules.imagefolder import scan_layout
+from datamodules.listing import image_folder
 from datamodules.shard_info import INFO_FILENAME, SPLITS, ImageSize, ShardInfo, SplitInfo
-from datamodules.transforms import Triple
+from views.config import Triple
 
 # Images handed to a worker at a time: large enough to amortise the inter-process round trip.
 TASKS_PER_MESSAGE = 8
@@ -83,7 +84,7 @@ def convert(root: Path, out: Path, settings: ConvertSettings) -> ShardInfo:
 
 
 def _listing(folder: Path, name: str, seed: int) -> SplitListing:
-    samples = _image_folder(folder, transform=None).samples
+    samples = image_folder(folder, transform=None).samples
     order = np.random.default_rng([seed, SPLITS.index(name)]).permutation(len(samples))
     measured = np.zeros(len(samples), dtype=bool)
     if name == "train":

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from datamodules.imagefolder import load_rgb
+from views.decode import load_rgb
 
 EXIF_ORIENTATION = 0x0112
 PASSTHROUGH_MODES = ("RGB", "L")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from datamodules.transforms import Triple
+from views.config import Triple
 
 INFO_FILENAME = "dataset.json"
 FORMAT_NAME = "simclr-lightning-shards"

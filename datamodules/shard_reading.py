@@ -31,8 +31,8 @@ from litdata.utilities.env import _DistributedEnv
 from PIL import Image
 from torch.utils.data import Dataset
 
-from datamodules.pil_views import PilProbeView, PilSimCLRView
 from reliability.errors import UserError
+from views.per_image import PilProbeView, PilSimCLRView
 
 # LitData shuffles blocks of this many items inside a chunk, then the items of each block; 0 is a
 # full permutation of the chunk, so the images batched together change from epoch to epoch.

@@ -17,13 +17,16 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.base import EvalSplit, SimCLRDataModule, ViewPath, _run_seed
-from datamodules.gpu_augment import AugmentConfig
+from datamodules.base import EvalSplit, SimCLRDataModule
 from datamodules.holdout import dataset_labels
-from datamodules.pil_views import NormaliseViews, PilProbeView, PilSimCLRView
+from datamodules.loaders import run_seed
 from datamodules.shard_info import ShardInfo, read_shard_info, split_location
-from datamodules.transforms import ImageTransform, Triple
 from reliability.worker_signals import ignore_sigterm
+from views.config import AugmentConfig, Triple
+from views.path import ViewPath
+from views.per_image import PilProbeView, PilSimCLRView
+from views.per_image_dataset import NormaliseViews
+from views.transforms import ImageTransform
 
 
 class StreamingDataModule(SimCLRDataModule):
@@ -136,7 +139,7 @@ class StreamingDataModule(SimCLRDataModule):
         view = PilSimCLRView(AugmentConfig.simclr(**self._view_settings()))
         probe = PilProbeView(self.image_size) if self.probe_view else None
         dataset = ShardTrainingViews(
-            split_location(self.root, "train"), labels, view, probe, _run_seed(), self.options
+            split_location(self.root, "train"), labels, view, probe, run_seed(), self.options
         )
         trainer = self.trainer
         if trainer is not None:

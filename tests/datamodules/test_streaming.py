@@ -13,11 +13,11 @@ from litdata import StreamingDataset
 
 from datamodules import ImageFolderDataModule, StreamingDataModule
 from datamodules.holdout import UNLABELED
-from datamodules.imagefolder import load_rgb
 from datamodules.shard_info import INFO_FILENAME
 from datamodules.shard_reading import ShardLoader, ShardTrainingViews, set_distributed_env
 from datamodules.uint8_cache import CachedImages
 from tests.shard_helpers import IndexedTrainingViews, shards_of, write_jpeg_folder
+from views.decode import load_rgb
 
 BATCH = 4
 
