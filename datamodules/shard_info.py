@@ -10,8 +10,8 @@ unfinished conversion or upload and is refused.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,41 +124,43 @@ def split_location(root: str, split: str) -> str:
 
 def read_shard_info(root: str, storage_options: dict[str, Any] | None = None) -> ShardInfo:
     """The dataset.json of a local shard folder, or of an object-store URL fetched with LitData's client."""
-    if not is_remote(root):
-        folder = Path(root)
-        if not folder.is_dir():
-            what = "is a file, not a folder" if folder.exists() else "does not exist"
-            raise FileNotFoundError(f"Shard dataset '{root}' {what}; {CONVERT_HINT}.")
-        path = folder / INFO_FILENAME
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"'{root}' has no {INFO_FILENAME}, so it is not a finished shard dataset (shards.py convert "
-                f"writes it last; an interrupted conversion leaves '{root}.incomplete', never '{root}'); "
-                f"{CONVERT_HINT}."
-            )
-        return ShardInfo.from_json(path.read_text(), str(path))
-    url = f"{root.rstrip('/')}/{INFO_FILENAME}"
-    with tempfile.TemporaryDirectory(prefix="simclr-shard-info-") as folder:
-        local = os.path.join(folder, INFO_FILENAME)
-        _download(url, root, local, storage_options)
-        return ShardInfo.from_json(Path(local).read_text(), url)
+    if is_remote(root):
+        url = f"{root.rstrip('/')}/{INFO_FILENAME}"
+        return ShardInfo.from_json(_download(url, root, storage_options), url)
+    folder = Path(root)
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"Shard dataset '{root}' {what}; {CONVERT_HINT}.")
+    path = folder / INFO_FILENAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"'{root}' has no {INFO_FILENAME}, so it is not a finished shard dataset (shards.py convert "
+            f"writes it last; an interrupted conversion leaves '{root}.incomplete', never '{root}'); "
+            f"{CONVERT_HINT}."
+        )
+    return ShardInfo.from_json(path.read_text(), str(path))
 
 
-def _download(url: str, root: str, local: str, storage_options: dict[str, Any] | None) -> None:
-    """One small file through the client LitData streams the chunks with (same credentials, endpoint)."""
+def _download(url: str, root: str, storage_options: dict[str, Any] | None) -> str:
+    """One small file through the client LitData streams the chunks with (same credentials, endpoint).
+
+    Into memory through the store's SDK client (boto3 for S3), as LitData reads its index.json in the
+    main process: its faster client for chunks (obstore) must first start inside the DataLoader
+    workers, since its runtime does not survive a fork.
+    """
     from litdata.streaming.downloader import get_downloader
 
+    buffer = io.BytesIO()
     try:
-        downloader = get_downloader(root, os.path.dirname(local), [], storage_options or {})
-        downloader.download_file(url, local)
-    except Exception as error:  # the clients raise their own types (botocore, obstore, gcsfs, ...)
+        with tempfile.TemporaryDirectory(prefix="simclr-shard-info-") as folder:
+            get_downloader(root, folder, [], storage_options or {}).download_fileobj(url, buffer)
+    except Exception as error:  # the clients raise their own types (botocore, gcsfs, azure, ...)
+        missing = "404" in str(error) or "NoSuchKey" in str(error) or "Not Found" in str(error)
+        reason = "it does not exist" if missing else f"{type(error).__name__}: {' '.join(str(error).split())}"
         raise FileNotFoundError(
-            f"Cannot read '{url}' ({type(error).__name__}: {' '.join(str(error).split())}). Check the URL, "
-            "the credentials (e.g. AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and --data.storage_options "
-            f"(e.g. {{endpoint_url: ...}}); the dataset.json is uploaded last, after the shards."
+            f"Cannot read '{url}' ({reason}). Check the URL, the credentials (e.g. AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY) and --data.storage_options (e.g. {endpoint_url: https://HOST:PORT}); "
+            f"upload dataset.json last, after the shards, so that a partial upload is never taken for a "
+            f"dataset; {CONVERT_HINT}."
         ) from error
-    if not os.path.isfile(local):
-        raise FileNotFoundError(
-            f"'{url}' does not exist, so '{root}' is not a finished shard dataset (upload dataset.json last, "
-            f"after the shards); {CONVERT_HINT}."
-        )
+    return buffer.getvalue().decode()
