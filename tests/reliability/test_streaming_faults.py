@@ -15,6 +15,7 @@ import torch
 from tests.reliability.test_kill_and_resume import wait_for
 from tests.run_helpers import smoke_args, train_subprocess
 from tests.shard_helpers import shards_of, write_jpeg_folder
+from tests.test_quiet_console import noise_lines
 
 PAUSED_AT, STEPS = 5, 8  # one step into the second epoch of 4 steps; 2 epochs
 
@@ -62,6 +63,7 @@ def test_streamed_run_survives_the_faults_of_the_table(tmp_path: Path, fault: st
     if fault != "sigkill-then-resume":
         assert process.returncode == 0, output
         assert "killed by signal" not in output
+        assert noise_lines(output) == []  # nothing a user cannot act on (quiet_console.py)
         assert saved["global_step"] == PAUSED_AT + 1  # the step it was in finishes, then it saves
         assert saved["StreamingDataModule"] == {"epoch": 1, "batches_done": 2}
         return
