@@ -25,11 +25,10 @@ from tqdm import tqdm
 
 from conversion.encode import EncodedImage, encode_image
 from conversion.staging import refuse_existing, staged_output
-from datamodules.folder_stats import STATS_SAMPLE_SIZE
+from datamodules.folder_stats import PixelSums, mean_std, stats_sample
 from datamodules.imagefolder import scan_layout
 from datamodules.listing import image_folder
 from datamodules.shard_info import INFO_FILENAME, SPLITS, ImageSize, ShardInfo, SplitInfo
-from views.config import Triple
 
 # Images handed to a worker at a time: large enough to amortise the inter-process round trip.
 TASKS_PER_MESSAGE = 8
@@ -63,11 +62,13 @@ def convert(root: Path, out: Path, settings: ConvertSettings) -> ShardInfo:
     started = time.perf_counter()
     # The workers start before the output folder's lock is taken, so they never hold it.
     with multiprocessing.get_context("fork").Pool(settings.workers) as pool, staged_output(out) as staging:
-        splits, sums = {}, None
+        splits, sums = {}, []
         for listing in listings:
             splits[listing.name], split_sums = _write_split(pool, listing, staging / listing.name, settings)
             sums = split_sums if listing.name == "train" else sums
-        mean, std = _mean_std(sums)
+        if not sums:
+            raise ValueError(f"'{root}' has no training images to measure mean and std on.")
+        mean, std = mean_std(sums)
         conversion = {
             "source": str(root.resolve()),
             "max_side": settings.max_side,
@@ -88,9 +89,7 @@ def _listing(folder: Path, name: str, seed: int) -> SplitListing:
     order = np.random.default_rng([seed, SPLITS.index(name)]).permutation(len(samples))
     measured = np.zeros(len(samples), dtype=bool)
     if name == "train":
-        # The sample ImageFolderDataModule estimates from (folder_stats.estimate_mean_std): seed 0.
-        sample = np.random.default_rng(0).choice(len(samples), min(STATS_SAMPLE_SIZE, len(samples)), False)
-        measured[sample] = True
+        measured[stats_sample(len(samples))] = True  # the sample ImageFolderDataModule estimates from
     return SplitListing(
         name,
         folder,
@@ -106,7 +105,7 @@ def _encode_task(task: tuple[str, int | None, int, bool]) -> EncodedImage:
 
 def _write_split(
     pool: Any, listing: SplitListing, folder: Path, settings: ConvertSettings
-) -> tuple[SplitInfo, list[Any]]:
+) -> tuple[SplitInfo, list[PixelSums]]:
     """Encodes in the workers, writes in order here; returns the split's info and its pixel sums."""
     folder.mkdir()
     writer = BinaryWriter(str(folder), chunk_bytes=settings.chunk_bytes)
@@ -115,7 +114,7 @@ def _write_split(
         for path, measured in zip(listing.paths, listing.measured, strict=True)
     ]
     sizes: dict[tuple[int, int], str] = {}
-    sums: list[Any] = []
+    sums: list[PixelSums] = []
     progress = tqdm(total=len(tasks), desc=f"{listing.name:>5}", unit="img", file=sys.stderr, mininterval=1.0)
     with progress:
         encoded_images = pool.imap(_encode_task, tasks, chunksize=TASKS_PER_MESSAGE)
@@ -133,15 +132,3 @@ def _write_split(
     complete_dataset(str(folder))  # LitData's index.json, merged from the writer's
     examples = [ImageSize(width, height, example) for (width, height), example in sizes.items()]
     return SplitInfo(listing.labels, examples), sums
-
-
-def _mean_std(sums: list[Any] | None) -> tuple[Triple, Triple]:
-    """As folder_stats.estimate_mean_std: every sampled pixel counts once, float64 sums, 4 decimals."""
-    if not sums:
-        raise ValueError("The image folder has no training images to estimate mean and std from.")
-    total = np.sum([s[0] for s in sums], axis=0)
-    total_sq = np.sum([s[1] for s in sums], axis=0)
-    count = sum(s[2] for s in sums)
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 1e-12))
-    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)  # type: ignore[return-value]

@@ -13,9 +13,9 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image, ImageOps
 
+from datamodules.folder_stats import PixelSums
 from views.decode import load_rgb
 
 EXIF_ORIENTATION = 0x0112
@@ -27,9 +27,8 @@ class EncodedImage:
     data: bytes  # the JPEG file
     width: int
     height: int
-    # (per-channel sum, per-channel sum of squares, pixel count) of the stored pixels in [0, 1], for the
-    # mean/std estimate; only for the images the conversion samples.
-    pixel_sums: tuple[np.ndarray, np.ndarray, int] | None = None
+    # Of the stored pixels, for the mean/std estimate; only for the images the conversion samples.
+    pixel_sums: PixelSums | None = None
 
 
 def encode_image(path: str, max_side: int | None, quality: int, measure: bool = False) -> EncodedImage:
@@ -47,7 +46,7 @@ def encode_image(path: str, max_side: int | None, quality: int, measure: bool = 
         data = buffer.getvalue()
         if measure:  # what training will decode, JPEG loss included
             image = Image.open(io.BytesIO(data)).convert("RGB")
-    return EncodedImage(data, image.width, image.height, _pixel_sums(image) if measure else None)
+    return EncodedImage(data, image.width, image.height, PixelSums.of(image) if measure else None)
 
 
 def _unchanged_jpeg(source: bytes, max_side: int | None) -> bool:
@@ -62,8 +61,3 @@ def _unchanged_jpeg(source: bytes, max_side: int | None) -> bool:
             )
     except (OSError, SyntaxError, ValueError):
         return False  # load_rgb names the file
-
-
-def _pixel_sums(image: Image.Image) -> tuple[np.ndarray, np.ndarray, int]:
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3) / 255.0
-    return pixels.sum(axis=0), np.square(pixels).sum(axis=0), pixels.shape[0]

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import EvalSplit, SimCLRDataModule
+from datamodules.folder_stats import given_statistics, native_size
 from datamodules.holdout import dataset_labels
 from datamodules.loaders import run_seed
 from datamodules.shard_info import ShardInfo, read_shard_info, split_location
@@ -77,12 +78,7 @@ class StreamingDataModule(SimCLRDataModule):
             val_holdout=val_holdout,
             val_holdout_seed=val_holdout_seed,
         )
-        if (mean is None) != (std is None):
-            raise ValueError("--data.mean and --data.std go together: give both, or neither (measured).")
-        if mean is not None and (len(mean) != 3 or len(std) != 3 or min(std) <= 0):  # type: ignore[arg-type]
-            raise ValueError(f"mean={mean} and std={std} need 3 values (R, G, B); std must be > 0.")
-        self._mean: Triple = self.info.mean if mean is None else _triple(mean)
-        self._std: Triple = self.info.std if std is None else _triple(std)  # type: ignore[arg-type]
+        self._mean, self._std = given_statistics(mean, std) or (self.info.mean, self.info.std)
         # Where remote chunks are cached and how the store is reached: LitData's own arguments.
         self.options: dict[str, Any] = {"cache_dir": cache_dir, "storage_options": storage_options or {}}
 
@@ -175,26 +171,8 @@ class StreamingDataModule(SimCLRDataModule):
 
 def _native_size(info: ShardInfo, root: str, image_size: int | None) -> int | None:
     """As an image folder's: the side of every image of every split when they share one square size."""
-    sizes = {
-        (size.width, size.height): (name, size.example)
-        for name, split in info.splits.items()
-        for size in split.sizes
-    }
-    if len(sizes) == 1:
-        ((width, height),) = sizes
-        if width == height:
-            return width
-    if image_size is not None:
-        return None
-    described = " and ".join(
-        f"'{name}/{example}' is {w}x{h}" for (w, h), (name, example) in list(sizes.items())[:2]
-    )
-    what = "Images of different sizes" if len(sizes) > 1 else "Non-square images"
-    raise ValueError(
-        f"{what} in '{root}' ({described}), so there is no native size to train at; pass "
-        "--data.image_size N to train on N x N crops."
-    )
-
-
-def _triple(values: tuple[float, float, float]) -> Triple:
-    return (float(values[0]), float(values[1]), float(values[2]))
+    examples: dict[tuple[int, int], str] = {}
+    for name, split in info.splits.items():
+        for size in split.sizes:
+            examples.setdefault((size.width, size.height), f"{name}/{size.example}")
+    return native_size(list(examples.items()), root, image_size)

@@ -16,6 +16,7 @@ from datamodules.holdout import UNLABELED
 from datamodules.shard_info import INFO_FILENAME
 from datamodules.shard_reading import ShardLoader, ShardTrainingViews, set_distributed_env
 from datamodules.uint8_cache import CachedImages
+from reliability.errors import UserError
 from tests.shard_helpers import IndexedTrainingViews, shards_of, write_jpeg_folder
 from views.decode import load_rgb
 
@@ -176,7 +177,7 @@ def test_missing_or_unfinished_shards_and_mixed_sizes_are_explained(tmp_path: Pa
     info["splits"]["train"]["sizes"].append([20, 16, "dog/01.jpg"])
     (shards / INFO_FILENAME).write_text(json.dumps(info))
     with pytest.raises(
-        ValueError, match=r"Images of different sizes .*'train/dog/01.jpg' is 20x16.*--data.image_size"
+        UserError, match=r"Images of different sizes .*'train/dog/01.jpg' is 20x16.*--data.image_size"
     ):
         make(shards)
     assert make(shards, image_size=16).native_image_size is None
