@@ -181,3 +181,15 @@ def test_missing_or_unfinished_shards_and_mixed_sizes_are_explained(tmp_path: Pa
     ):
         make(shards)
     assert make(shards, image_size=16).native_image_size is None
+
+
+def test_evaluation_protocols_read_the_shards_with_their_own_transforms(shards: Path) -> None:
+    from evaluation.data import LabelledTrainSplit, evaluation_split
+
+    datamodule = make(shards)
+    split = LabelledTrainSplit(datamodule, include_held_out=True)
+    assert len(split.labels) == 24 and sorted(set(split.labels.tolist())) == [0, 1, 2]
+    image, label = split.dataset([0], augment=True)[0]
+    assert image.shape == (3, 16, 16) and label == split.labels[0]
+    with pytest.warns(UserWarning, match="has no test split, so test/\\* reports on val/"):
+        assert len(evaluation_split(datamodule)) == 6
