@@ -15,6 +15,7 @@ from conversion.convert import ConvertSettings, convert
 from datamodules import ImageFolderDataModule
 from datamodules.shard_info import INFO_FILENAME, read_shard_info
 from tests.shard_helpers import shards_of, write_jpeg_folder
+from views.decode import UnreadableImageError
 
 
 def items(split_folder: Path) -> list[dict]:
@@ -118,3 +119,12 @@ def test_an_existing_output_is_never_overwritten(tmp_path: Path) -> None:
         shards_of(folder, out)
     assert [path.name for path in out.iterdir()] == ["mine.txt"]
     assert not (tmp_path / "shards.incomplete").exists()
+
+
+def test_a_corrupt_image_stops_the_conversion_naming_it_and_leaves_nothing(tmp_path: Path) -> None:
+    folder = write_jpeg_folder(tmp_path / "images", per_class={"train": 6, "val": 1})
+    broken = folder / "train" / "b" / "03.jpg"
+    broken.write_bytes(broken.read_bytes()[:200])  # truncated
+    with pytest.raises(UnreadableImageError, match=r"b/03.jpg' cannot be read"):
+        shards_of(folder, tmp_path / "shards")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["images"]
