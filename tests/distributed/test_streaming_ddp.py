@@ -45,6 +45,7 @@ def test_each_image_goes_to_one_rank_once_per_epoch(tmp_path: Path, monkeypatch:
         "--trainer.callbacks+", json.dumps(recorder),
     )  # fmt: skip
     assert "global batch 6 = 2 device(s) x 3 images" in output
+    assert f", {IMAGES} training images, 3 classes" in output  # the split, not one rank's share
     recorded = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(WORLD_SIZE)]
     (run,) = (tmp_path / "runs").iterdir()
     monkeypatch.setenv(
