@@ -21,6 +21,7 @@ from an object store LitData then fetches only the bytes of each image (two rang
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -58,8 +59,9 @@ def decode_shard_image(data: bytes, where: str) -> Image.Image:
 class ShardImages(Dataset):
     """(image, label) by index, `transform(image)` when a transform is given; labels from dataset.json.
 
-    The LitData dataset is opened in the process that first reads (each DataLoader worker its own), and
-    `targets` lists every label without reading an image (holdout.dataset_labels, the kNN bank).
+    The LitData dataset is opened by each process that reads (a DataLoader worker forked after the main
+    process read would otherwise share its open chunk file, and with it the file offset), and `targets`
+    lists every label without reading an image (holdout.dataset_labels, the kNN bank).
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class ShardImages(Dataset):
         self.options = options
         self.transform = transform
         self._dataset: StreamingDataset | None = None
+        self._opened_by: int | None = None
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -81,14 +84,14 @@ class ShardImages(Dataset):
     def __getitem__(self, index: int) -> tuple[Any, int]:
         if not 0 <= index < len(self.targets):
             raise IndexError(f"index {index} is out of range for {len(self.targets)} images")
-        if self._dataset is None:
-            self._dataset = StreamingDataset(self.location, **self.options)
+        if self._dataset is None or self._opened_by != os.getpid():
+            self._dataset, self._opened_by = StreamingDataset(self.location, **self.options), os.getpid()
         item = self._dataset[int(index)]
         image = decode_shard_image(item["image"], f"{self.location}/{item['path']}")
         return (image if self.transform is None else self.transform(image)), int(self.targets[index])
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_dataset": None}  # each process opens its own readers
+        return {**self.__dict__, "_dataset": None, "_opened_by": None}
 
 
 class ShardTrainingViews(StreamingDataset):

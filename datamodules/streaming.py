@@ -34,7 +34,8 @@ class StreamingDataModule(SimCLRDataModule):
     """`root`: the folder `shards.py convert` wrote, or its URL in an object store (s3://bucket/path, gs://,
     ...; credentials as for that store's own tools, e.g. AWS_ACCESS_KEY_ID). `cache_dir`: where chunks
     fetched from an object store are kept (default: LitData's, under ~/.lightning); `storage_options`:
-    passed to the store's client, e.g. {endpoint_url: http://HOST:PORT} for S3-compatible servers.
+    passed to the store's client, e.g. {endpoint_url: https://HOST:PORT} for S3-compatible servers
+    (https: LitData's chunk client refuses plain http, README, Data at scale).
     image_size, mean and std default to what the conversion measured; val_holdout as ImageFolderDataModule.
     """
 
@@ -111,6 +112,8 @@ class StreamingDataModule(SimCLRDataModule):
         return [(size.width, size.height) for size in self.info.splits["train"].sizes]
 
     def _eval_images(self, split: EvalSplit, transform: ImageTransform) -> Dataset:
+        from datamodules.shard_reading import ShardImages
+
         present = [name for name in (split, "test" if split == "val" else "val") if name in self.info.splits]
         if split == "test" and present[0] == "val":
             warnings.warn(
@@ -120,8 +123,6 @@ class StreamingDataModule(SimCLRDataModule):
                 stacklevel=2,
             )
         name = present[0]
-        from datamodules.shard_reading import ShardImages
-
         return ShardImages(
             split_location(self.root, name), self.info.splits[name].labels, self.options, transform
         )
@@ -151,6 +152,8 @@ class StreamingDataModule(SimCLRDataModule):
         epoch, batches_done = self._resume_position or (0, 0)
         self._resume_position = None
         workers = self.hparams.num_workers
+        # Not persistent_workers: a worker keeps its own copy of LitData's epoch, which a partial epoch
+        # (--trainer.limit_train_batches) would leave behind; fresh workers take the epoch set here.
         loader = ShardLoader(
             dataset,
             self._epoch_to_train,
