@@ -37,6 +37,7 @@ from datamodules.loaders import (
     per_image_training_loader,
     run_seed,
 )
+from datamodules.sampling import listed_files, listed_labels
 from datamodules.uint8_cache import CachedImages, decode_to_uint8, place_images
 from views.batched import BatchViewAugmenter
 from views.config import AugmentConfig, Triple
@@ -292,7 +293,10 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         # The rank seeds the views: every rank starts from the same seed (see ProcessGenerator).
         rank = self.trainer.global_rank if self.trainer is not None else 0
         probe = PilProbeView(self.image_size) if self.probe_view else None
-        return SimCLRTrainingDataset(images, view, probe, rank)
+        files = listed_files(images)
+        labels = listed_labels(images) if files is not None else None
+        listed = None if labels is None else labels.tolist()
+        return SimCLRTrainingDataset(images, view, probe, rank, files, listed)
 
     def _build_cached_images(self, training_images: Dataset) -> CachedImages:
         """The batched path: pixels decoded once, kept on the device (or pinned), or in host memory on CPU."""
