@@ -33,7 +33,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from reliability.errors import UserError
+from views.crop_decode import ImageFile
 from views.per_image import PilProbeView, PilSimCLRView
+from views.per_image_dataset import views_of_file
 
 # LitData shuffles blocks of this many items inside a chunk, then the items of each block; 0 is a
 # full permutation of the chunk, so the images batched together change from epoch to epoch.
@@ -131,14 +133,11 @@ class ShardTrainingViews(StreamingDataset):
     def __getitem__(self, index: ChunkedIndex | int) -> dict[str, Any]:  # type: ignore[override]
         item = super().__getitem__(index)
         position = index.index if isinstance(index, ChunkedIndex) else int(index)
-        image = decode_shard_image(
-            item["image"], f"{self.input_dir.url or self.input_dir.path}/{item['path']}"
-        )
+        where = f"{self.input_dir.url or self.input_dir.path}/{item['path']}"
         # current_epoch counts from 1 (LitData's), as the views of epoch e draw from it.
         rng = np.random.default_rng([self.seed % 2**32, self.current_epoch, position])
-        views: dict[str, Any] = {"view1": self.view(image, rng), "view2": self.view(image, rng)}
-        if self.probe_view is not None:
-            views["probe_view"] = self.probe_view(image, rng)
+        # As an image folder's files are read (views/crop_decode.py): decoded once, for both crops.
+        views = views_of_file(ImageFile.of_bytes(item["image"], where), self.view, self.probe_view, rng)
         views["label"] = int(self.labels[position])
         return views
 

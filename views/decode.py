@@ -6,6 +6,8 @@ not decode stops the run with its name.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -19,14 +21,15 @@ class UnreadableImageError(UserError):
     """An image file that PIL cannot decode: not an image, truncated, or corrupted."""
 
 
-def load_rgb(path: str) -> Image.Image:
+def load_rgb(path: str, data: bytes | None = None) -> Image.Image:
     """Every mode (L, RGBA, P, CMYK, 16-bit, ...) becomes 8-bit RGB so all images batch together.
 
     A file that does not decode stops the run with its name: hours into an epoch, "cannot identify
     image file" from deep inside a DataLoader worker does not say which of a million files to fix.
+    `data`: the file's bytes when they were read already (or an image of a shard); `path` names them.
     """
     try:
-        with Image.open(path) as image:
+        with Image.open(path if data is None else io.BytesIO(data)) as image:
             if image.mode in SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
                 # PIL's convert() clips 16-bit values at 255: the image would train as solid white.
                 return Image.fromarray(_sixteen_to_eight_bits(np.asarray(image))).convert("RGB")
