@@ -4,7 +4,7 @@
     python bench/shards.py --json shards.json # also writes the machine block and the rows as JSON
     python bench/shards.py --smoke            # seconds, 40 images, 1 round (the test runs this)
 
-The images (bench/imagenet_like.py) are ImageNet-like JPEGs built in a temporary folder: photographs cut
+The images (bench/photo_folder.py) are ImageNet-like JPEGs built in a temporary folder: photographs cut
 to a short side of 300-500 px at quality 75-95. One thread (torch.set_num_threads(1)), one process,
 everything on the local disk with a warm page cache, so what is measured is CPU work, not a network or
 disk: the listing of millions of files over a network file system, which shards avoid, is not here.
@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.imagenet_like import write_imagenet_like  # noqa: E402
+from bench.photo_folder import write_photo_folder  # noqa: E402
 from bench.report import load_average, machine_info, markdown_table, write_json  # noqa: E402
 from conversion.convert import ConvertSettings, convert  # noqa: E402
 from datamodules import ImageFolderDataModule, StreamingDataModule  # noqa: E402
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     machine = machine_info(command.strip(), torch.device("cpu"))
     with tempfile.TemporaryDirectory(prefix="simclr-bench-shards-") as scratch:
         folder = Path(scratch) / "images"
-        summary = write_imagenet_like(folder, args.images)
+        summary = write_photo_folder(folder, args.images)
         shards = Path(scratch) / "shards"
         with contextlib.redirect_stderr(io.StringIO()):
             convert(folder, shards, ConvertSettings(workers=1))
@@ -189,8 +189,7 @@ def main(argv: list[str] | None = None) -> None:
             *reading_rows(folder, shards, args.rounds),
         ]
     machine["load_average_end"] = load_average()
-    images = (f"{args.images} ImageNet-like JPEGs (bench/imagenet_like.py), mean {summary['mean_width']:.0f}x"
-              f"{summary['mean_height']:.0f}, {summary['mean_kilobytes']:.0f} KB")  # fmt: skip
+    images = summary.describe()
     print(
         f"{images}; {machine['cpu']}; load {machine['load_average_start']} -> {machine['load_average_end']}"
     )
