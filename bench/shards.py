@@ -21,10 +21,11 @@ Rows:
   whole folder (ImageFolderDataModule lists the files, reads headers and decodes 1,000 images for
   mean/std) and for its shards (StreamingDataModule reads dataset.json); not per image: the listing
   grows with the folder, the mean/std estimate does not.
-- read: images per core-second, decoding included, in batches of 256: the folder read by index in a
-  random order (ImageFolder + load_rgb, what the per-image training path does), the shards streamed
-  (LitData's StreamingDataset in its shuffled order, what StreamingDataModule trains on), and the shards
-  read by index in a random order (ShardImages: validation, evaluate.py); x_folder is over the folder's.
+- read: images per core-second, decoding included (at full size, as the per-image training path decodes
+  a file: views/crop_decode.py), in batches of 256: the folder's files in a random order (the per-image
+  path of ImageFolderDataModule), the shards streamed (LitData's StreamingDataset in its shuffled order,
+  what StreamingDataModule trains on), and the shards read by index in a random order (validation,
+  evaluate.py); x_folder is over the folder's.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ from bench.report import load_average, machine_info, markdown_table, write_json 
 from conversion.convert import ConvertSettings, convert  # noqa: E402
 from datamodules import ImageFolderDataModule, StreamingDataModule  # noqa: E402
 from datamodules.listing import image_folder  # noqa: E402
-from datamodules.shard_reading import ShardImages, decode_shard_image  # noqa: E402
+from datamodules.shard_reading import FULL_CHUNK_SHUFFLE, ONE_ITEM_AT_A_TIME  # noqa: E402
+from views.crop_decode import ImageFile  # noqa: E402
 from views.decode import load_rgb  # noqa: E402
 
 READ_BATCH = 256
@@ -132,26 +134,35 @@ def cycle(make: Callable[[], Iterator[Any]]) -> Iterator[Any]:
 
 
 def reading_rows(folder: Path, shards: Path, rounds: int) -> list[dict[str, Any]]:
+    """Every source decodes as the per-image training path does (views/crop_decode.py, full size)."""
     from litdata import StreamingDataset
 
     rng = np.random.default_rng(0)
-    files = image_folder(folder / "train", None)
-    indexed = StreamingDataModule(str(shards), batch_size=256, image_size=224).train_images()
-    assert isinstance(indexed, ShardImages)
-    streamed = StreamingDataset(str(shards / "train"), shuffle=True, seed=0, item_shuffle_window=0)
+    files = [path for path, _ in image_folder(folder / "train", None).samples]
+    location = str(shards / "train")
+    by_index = StreamingDataset(location, batch_decode=ONE_ITEM_AT_A_TIME)
+    streamed = StreamingDataset(
+        location,
+        shuffle=True,
+        seed=0,
+        item_shuffle_window=FULL_CHUNK_SHUFFLE,
+        batch_decode=ONE_ITEM_AT_A_TIME,
+    )
 
     def shuffled(count: int) -> Iterator[int]:
         return cycle(lambda: iter(rng.permutation(count).tolist()))
 
-    folder_order, shard_order = shuffled(len(files)), shuffled(len(indexed))
+    def decoded(item: dict[str, Any]) -> Any:
+        return ImageFile.of_bytes(item["image"], item["path"]).decode()
+
+    folder_order, shard_order = shuffled(len(files)), shuffled(len(by_index))
     stream = cycle(lambda: iter(streamed))
     sources: dict[str, Callable[[], Any]] = {
-        "image folder, by index": lambda: [files[next(folder_order)][0] for _ in range(READ_BATCH)],
-        "shards, streamed": lambda: [
-            decode_shard_image(item["image"], item["path"])
-            for item in (next(stream) for _ in range(READ_BATCH))
+        "image folder, by index": lambda: [
+            ImageFile.open(files[next(folder_order)]).decode() for _ in range(READ_BATCH)
         ],
-        "shards, by index": lambda: [indexed[next(shard_order)][0] for _ in range(READ_BATCH)],
+        "shards, streamed": lambda: [decoded(next(stream)) for _ in range(READ_BATCH)],
+        "shards, by index": lambda: [decoded(by_index[next(shard_order)]) for _ in range(READ_BATCH)],
     }
     for work in sources.values():  # warm-up: opens readers, fills the page cache
         work()
