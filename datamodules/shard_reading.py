@@ -14,7 +14,7 @@ datamodule replays the position it saved itself, (epoch, batches trained in it),
 own replay (`resume_at`). The epoch always comes from Lightning's loop, so a reloaded loader or a
 partial epoch (`--trainer.limit_train_batches`) cannot shift LitData's epoch count.
 
-Validation, test, the held-out slice, mean/std and evaluate.py read images by index (ShardImages);
+Validation, test, the held-out slice and evaluate.py read images by index (ShardImages);
 from an object store LitData then fetches only the bytes of each image (two ranged reads).
 """
 
