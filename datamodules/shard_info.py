@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from reliability.errors import UserError
 from views.config import Triple
 
 INFO_FILENAME = "dataset.json"
@@ -125,6 +127,7 @@ def split_location(root: str, split: str) -> str:
 def read_shard_info(root: str, storage_options: dict[str, Any] | None = None) -> ShardInfo:
     """The dataset.json of a local shard folder, or of an object-store URL fetched with LitData's client."""
     if is_remote(root):
+        _refuse_plain_http(root, storage_options or {})
         url = f"{root.rstrip('/')}/{INFO_FILENAME}"
         return ShardInfo.from_json(_download(url, root, storage_options), url)
     folder = Path(root)
@@ -164,3 +167,19 @@ def _download(url: str, root: str, storage_options: dict[str, Any] | None) -> st
             f"dataset; {CONVERT_HINT}."
         ) from error
     return buffer.getvalue().decode()
+
+
+def _refuse_plain_http(root: str, storage_options: dict[str, Any]) -> None:
+    """LitData 0.2.76 fetches S3 chunks with obstore, which refuses plain-http endpoints ("BadScheme")
+    deep inside the DataLoader workers; say so before the run starts."""
+    endpoint = (
+        storage_options.get("endpoint_url")
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    if root.startswith("s3://") and str(endpoint or "").startswith("http://"):
+        raise UserError(
+            f"The S3 endpoint '{endpoint}' is plain http, which LitData's chunk client (obstore) refuses; "
+            "serve the store over https (MinIO and SeaweedFS can) and give https://... as endpoint_url "
+            "(--data.storage_options or AWS_ENDPOINT_URL)."
+        )

@@ -193,3 +193,15 @@ def test_evaluation_protocols_read_the_shards_with_their_own_transforms(shards: 
     assert image.shape == (3, 16, 16) and label == split.labels[0]
     with pytest.warns(UserWarning, match="has no test split, so test/\\* reports on val/"):
         assert len(evaluation_split(datamodule)) == 6
+
+
+@pytest.mark.parametrize("where", ["storage_options", "environment"])
+def test_a_plain_http_s3_endpoint_is_refused_before_the_run(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = "http://127.0.0.1:9"  # nothing is contacted: the refusal comes first
+    options = {"storage_options": {"endpoint_url": endpoint}} if where == "storage_options" else {}
+    if where == "environment":
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    with pytest.raises(UserError, match=r"S3 endpoint 'http://127.0.0.1:9' is plain http.*https"):
+        StreamingDataModule("s3://bucket/shards", batch_size=4, **options)  # type: ignore[arg-type]
