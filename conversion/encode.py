@@ -13,12 +13,11 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from datamodules.folder_stats import PixelSums
-from views.decode import load_rgb
+from views.decode import exif_orientation, load_rgb
 
-EXIF_ORIENTATION = 0x0112
 PASSTHROUGH_MODES = ("RGB", "L")
 
 
@@ -38,7 +37,7 @@ def encode_image(path: str, max_side: int | None, quality: int, measure: bool = 
         image = load_rgb(path)  # decodes every pixel: a truncated file fails here
         data = source
     else:
-        image = ImageOps.exif_transpose(load_rgb(path))
+        image = load_rgb(path)  # upright, as its EXIF orientation says
         if max_side is not None and max(image.size) > max_side:
             image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
@@ -57,7 +56,7 @@ def _unchanged_jpeg(source: bytes, max_side: int | None) -> bool:
                 image.format == "JPEG"
                 and image.mode in PASSTHROUGH_MODES
                 and (max_side is None or max(image.size) <= max_side)
-                and image.getexif().get(EXIF_ORIENTATION, 1) == 1
+                and exif_orientation(image) == 1  # as load_rgb reads it
             )
     except (OSError, SyntaxError, ValueError):
         return False  # load_rgb names the file

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,7 +13,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from datamodules.base import EvalSplit, SimCLRDataModule
 from datamodules.folder_stats import distinct_sizes, estimate_mean_std, folder_native_size, given_statistics
-from datamodules.listing import contains_image, image_files, image_folder
+from datamodules.listing import class_folder_names, contains_image, image_files, image_folder
 from views.config import Triple
 from views.path import ViewPath
 from views.transforms import ImageTransform
@@ -26,8 +25,8 @@ EXPECTED_LAYOUT = (
 
 
 def _class_folders(split_dir: Path) -> list[str]:
-    """Same rule as torchvision's ImageFolder (every sub-directory, sorted), so label indices agree."""
-    classes = sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
+    """The rule the datasets list classes by (datamodules/listing.py), so label indices agree."""
+    classes = class_folder_names(split_dir)
     if not classes:
         raise FileNotFoundError(f"No class folders found in '{split_dir}'. {EXPECTED_LAYOUT}")
     empty = [name for name in classes if not contains_image(split_dir / name)]
@@ -106,9 +105,19 @@ class ImageFolderDataModule(SimCLRDataModule):
         compile_augment: bool = False,
         view_path: ViewPath = "auto",
         probe_view: bool = False,
-        val_holdout: float | None = None,
+        val_holdout: int | float | None = None,
         val_holdout_seed: int = 0,
+        max_decoded_side: int = 1024,
     ) -> None:
+        """Arguments not listed here mean what they mean for every datamodule (SimCLRDataModule).
+
+        Args:
+            root: the folder holding train/<class>/ and val/<class>/ and/or test/<class>/.
+            image_size: side of the training views in pixels; null: the images' own size when they all
+                have one square size (otherwise required).
+            mean: per-channel (R, G, B) mean in [0, 1]; null: estimated from 1,000 training images.
+            std: per-channel (R, G, B) standard deviation; null: estimated with mean.
+        """
         layout = scan_layout(Path(root))
         self.native_image_size = folder_native_size(
             list(dict.fromkeys([layout.train_dir, layout.val_dir, layout.test_dir])), image_size
@@ -131,6 +140,7 @@ class ImageFolderDataModule(SimCLRDataModule):
             probe_view=probe_view,
             val_holdout=val_holdout,
             val_holdout_seed=val_holdout_seed,
+            max_decoded_side=max_decoded_side,
         )
         self.layout = layout
         self._statistics: tuple[Triple, Triple] | None = given_statistics(mean, std)

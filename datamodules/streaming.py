@@ -22,7 +22,7 @@ from datamodules.folder_stats import given_statistics, native_size
 from datamodules.holdout import dataset_labels
 from datamodules.loaders import run_seed
 from datamodules.shard_info import ShardInfo, read_shard_info, split_location
-from reliability.worker_signals import ignore_sigterm
+from reliability.worker_signals import leave_stop_signals_to_main
 from views.config import AugmentConfig, Triple
 from views.path import ViewPath
 from views.per_image import PilProbeView, PilSimCLRView
@@ -161,7 +161,7 @@ class StreamingDataModule(SimCLRDataModule):
             num_workers=workers,
             collate_fn=NormaliseViews(self.mean, self.std),
             pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
-            worker_init_fn=ignore_sigterm if workers > 0 else None,
+            worker_init_fn=leave_stop_signals_to_main if workers > 0 else None,
         )
         loader.resume_at(epoch, batches_done)
         return loader
