@@ -26,16 +26,21 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+import torch
 from litdata import StreamingDataLoader, StreamingDataset
 from litdata.streaming.sampler import ChunkedIndex
 from litdata.utilities.env import _DistributedEnv
 from PIL import Image
 from torch.utils.data import Dataset
 
+from datamodules.encoded import encoded_batch
+from datamodules.sampling import view_seed
 from reliability.errors import UserError
+from views.any_size import AnySizeViewAugmenter
 from views.crop_decode import ImageFile
+from views.jpeg import read_encoded
 from views.per_image import PilProbeView, PilSimCLRView
-from views.per_image_dataset import views_of_file
+from views.per_image_dataset import NormaliseViews, views_of_file
 
 # LitData shuffles blocks of this many items inside a chunk, then the items of each block; 0 is a
 # full permutation of the chunk, so the images batched together change from epoch to epoch.
@@ -101,22 +106,14 @@ class ShardImages(Dataset):
         return {**self.__dict__, "_dataset": None, "_opened_by": None}
 
 
-class ShardTrainingViews(StreamingDataset):
-    """The training shards as SimCLR view dicts {"view1", "view2"[, "probe_view"]: uint8 [S, S, 3], "label"}.
+class StreamedShards(StreamingDataset):
+    """The training shards streamed in LitData's (seed, epoch) shuffled order, drop-last batches per
+    worker; `labels` replaces the stored labels (the held-out validation images carry -1). `collate`
+    is the loader's collate_fn for the items of a subclass."""
 
-    `labels` replaces the stored labels (the held-out validation images carry -1). Use with the
-    NormaliseViews collate, as the per-image path does.
-    """
+    collate: Callable[[list[Any]], Any]
 
-    def __init__(
-        self,
-        location: str,
-        labels: np.ndarray,
-        view: PilSimCLRView,
-        probe_view: PilProbeView | None,
-        seed: int,
-        options: dict[str, Any],
-    ) -> None:
+    def __init__(self, location: str, labels: np.ndarray, seed: int, options: dict[str, Any]) -> None:
         super().__init__(
             location,
             shuffle=True,
@@ -127,19 +124,88 @@ class ShardTrainingViews(StreamingDataset):
             **options,
         )
         self.labels = labels
-        self.view = view
-        self.probe_view = probe_view
 
-    def __getitem__(self, index: ChunkedIndex | int) -> dict[str, Any]:  # type: ignore[override]
+    def read(self, index: ChunkedIndex | int) -> tuple[bytes, str, int]:
+        """An item's JPEG bytes, where it is (for messages) and its index in the split."""
         item = super().__getitem__(index)
         position = index.index if isinstance(index, ChunkedIndex) else int(index)
-        where = f"{self.input_dir.url or self.input_dir.path}/{item['path']}"
+        return item["image"], f"{self.input_dir.url or self.input_dir.path}/{item['path']}", position
+
+
+class ShardTrainingViews(StreamedShards):
+    """The training shards as SimCLR view dicts {"view1", "view2"[, "probe_view"]: uint8 [S, S, 3], "label"},
+    normalised into batches by `collate` (NormaliseViews), as the per-image path does."""
+
+    def __init__(
+        self,
+        location: str,
+        labels: np.ndarray,
+        view: PilSimCLRView,
+        probe_view: PilProbeView | None,
+        seed: int,
+        options: dict[str, Any],
+    ) -> None:
+        super().__init__(location, labels, seed, options)
+        self.view = view
+        self.probe_view = probe_view
+        self.collate = NormaliseViews(view.config.mean, view.config.std)
+
+    def __getitem__(self, index: ChunkedIndex | int) -> dict[str, Any]:  # type: ignore[override]
+        data, where, position = self.read(index)
         # current_epoch counts from 1 (LitData's), as the views of epoch e draw from it.
         rng = np.random.default_rng([self.seed % 2**32, self.current_epoch, position])
         # As an image folder's files are read (views/crop_decode.py): decoded once, for both crops.
-        views = views_of_file(ImageFile.of_bytes(item["image"], where), self.view, self.probe_view, rng)
+        views = views_of_file(ImageFile.of_bytes(data, where), self.view, self.probe_view, rng)
         views["label"] = int(self.labels[position])
         return views
+
+
+class ShardEncodedImages(StreamedShards):
+    """The training shards for the batched views of images of any size: each item read as a worker
+    reads an image folder's file (views/jpeg.py: JPEG bytes, or pixels when a side is over
+    `max_decoded_side`), batched by `collate` into what EncodedImages serves for files
+    (datamodules/encoded.py), or into their views when the augmenter makes them in the worker (CPU)."""
+
+    def __init__(
+        self,
+        location: str,
+        labels: np.ndarray,
+        max_decoded_side: int,
+        augmenter: AnySizeViewAugmenter | None,
+        seed: int,
+        options: dict[str, Any],
+    ) -> None:
+        super().__init__(location, labels, seed, options)
+        self.max_decoded_side = max_decoded_side
+        self.collate = EncodedShardBatch(seed, augmenter)
+
+    def __getitem__(self, index: ChunkedIndex | int) -> dict[str, Any]:  # type: ignore[override]
+        data, where, position = self.read(index)
+        read = read_encoded(bytes(data), where, self.max_decoded_side)  # LitData's is a memoryview
+        label = int(self.labels[position])
+        return {"read": read, "name": where, "label": label, "index": position, "epoch": self.current_epoch}
+
+
+class EncodedShardBatch:
+    """collate_fn of ShardEncodedImages, run in the worker: one batch as `encoded_batch` makes it.
+
+    A streamed batch has no (rank, batch) place the way a sampled one has, but its first image names
+    it: every image is in one batch per epoch over all ranks and workers. So its views are seeded by
+    (run seed, epoch, first image): independent across ranks, batches and epochs, and the same after
+    a resume, with any number of workers.
+    """
+
+    def __init__(self, run_seed: int, augmenter: AnySizeViewAugmenter | None) -> None:
+        self.run_seed = run_seed
+        self.augmenter = augmenter
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, object]:
+        indices = [item["index"] for item in items]
+        seed = view_seed(self.run_seed, 0, items[0]["epoch"], indices[0])
+        labels = torch.tensor([item["label"] for item in items], dtype=torch.long)
+        return encoded_batch(
+            [item["read"] for item in items], [item["name"] for item in items], labels, seed, self.augmenter
+        )
 
 
 def set_distributed_env(dataset: StreamingDataset, world_size: int, rank: int, num_nodes: int) -> None:
@@ -154,8 +220,8 @@ class ShardLoader(StreamingDataLoader):
     `resume_at` positioned it inside an epoch.
     """
 
-    def __init__(self, dataset: ShardTrainingViews, epoch: Callable[[], int], **kwargs: Any) -> None:
-        super().__init__(dataset, drop_last=True, **kwargs)
+    def __init__(self, dataset: StreamedShards, epoch: Callable[[], int], **kwargs: Any) -> None:
+        super().__init__(dataset, drop_last=True, **{"collate_fn": dataset.collate, **kwargs})
         self._epoch = epoch
 
     def __iter__(self) -> Iterator[Any]:
@@ -169,7 +235,7 @@ class ShardLoader(StreamingDataLoader):
         was next serves first."""
         if batches_done == 0:
             return
-        dataset: ShardTrainingViews = self.dataset  # type: ignore[assignment]
+        dataset: StreamedShards = self.dataset  # type: ignore[assignment]
         samples = batches_done * self.batch_size  # type: ignore[operator]
         state = dataset.state_dict(samples, self.num_workers, self.batch_size)  # type: ignore[arg-type]
         state["current_epoch"] = epoch + 1

@@ -2,17 +2,20 @@
 
 Everything ImageFolderDataModule offers, from shards: the native size and the mean/std come from the
 conversion's dataset.json (no image is read to find them), a held-out slice of train validates when
-there is no val/, and both view paths work. The per-image path streams: LitData reads whole chunks in
-a (seed, epoch) shuffled order and shards them over ranks, nodes and DataLoader workers
-(datamodules/shard_reading.py); a run stopped mid-epoch resumes on exactly the images and views the
-uninterrupted run would have trained. The batched path (images of one size, datamodules/base.py)
-decodes the training split once, by index, into one uint8 tensor, as for an image folder.
+there is no val/, and every view path works, chosen as for an image folder (views/path.py). Two
+stream: LitData reads whole chunks in a (seed, epoch) shuffled order and shards them over ranks, nodes
+and DataLoader workers (datamodules/shard_reading.py), and the workers make per-image views of each
+image's bytes as of a file's (per_image), or hand each batch's JPEG bytes on as an image folder's files
+are handed on, to be decoded where its views are made (batched, images of any size: datamodules/
+encoded.py, views/jpeg.py); a run stopped mid-epoch resumes on exactly the images and views the
+uninterrupted run would have trained. The batched path for images of one size decodes the training
+split once, by index, into one uint8 tensor, as for an image folder.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -22,12 +25,16 @@ from datamodules.folder_stats import given_statistics, native_size
 from datamodules.holdout import dataset_labels
 from datamodules.loaders import run_seed
 from datamodules.shard_info import ShardInfo, read_shard_info, split_location
+from datamodules.training_sets import DeviceViews, Place
 from reliability.worker_signals import leave_stop_signals_to_main
+from views.any_size import AnySizeViewAugmenter
 from views.config import AugmentConfig, Triple
 from views.path import ViewPath
 from views.per_image import PilProbeView, PilSimCLRView
-from views.per_image_dataset import NormaliseViews
 from views.transforms import ImageTransform
+
+if TYPE_CHECKING:  # LitData and its S3 client load only when shards are read
+    from datamodules.shard_reading import StreamedShards
 
 
 class StreamingDataModule(SimCLRDataModule):
@@ -57,6 +64,7 @@ class StreamingDataModule(SimCLRDataModule):
         probe_view: bool = False,
         val_holdout: float | None = None,
         val_holdout_seed: int = 0,
+        max_decoded_side: int = 1024,
         cache_dir: str | None = None,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
@@ -78,6 +86,7 @@ class StreamingDataModule(SimCLRDataModule):
             probe_view=probe_view,
             val_holdout=val_holdout,
             val_holdout_seed=val_holdout_seed,
+            max_decoded_side=max_decoded_side,
         )
         self._mean, self._std = given_statistics(mean, std) or (self.info.mean, self.info.std)
         # Where remote chunks are cached and how the store is reached: LitData's own arguments.
@@ -129,38 +138,64 @@ class StreamingDataModule(SimCLRDataModule):
 
     def _build_train_dataset(self) -> Dataset:
         """The streamed per-image path (the batched path decodes train_images() instead, see base)."""
-        from datamodules.shard_reading import ShardTrainingViews, set_distributed_env
+        from datamodules.shard_reading import ShardTrainingViews
 
         labels = dataset_labels(self.train_images())  # the held-out slice carries -1
         self._check_enough_images(len(labels))
         view = PilSimCLRView(AugmentConfig.simclr(**self._view_settings()))
         probe = PilProbeView(self.image_size) if self.probe_view else None
-        dataset = ShardTrainingViews(
-            split_location(self.root, "train"), labels, view, probe, run_seed(), self.options
+        location = split_location(self.root, "train")
+        return self._distributed(ShardTrainingViews(location, labels, view, probe, run_seed(), self.options))
+
+    def _read_per_batch(self) -> str:
+        """Shards hold JPEG bytes, which the batched path for images of any size reads as files."""
+        return "JPEG bytes streamed from the shards per batch"
+
+    def _per_batch_training_set(
+        self, augmenter: AnySizeViewAugmenter, place: Place
+    ) -> tuple[Dataset, DeviceViews | None]:
+        """The shards streamed, each batch handed on as an image folder's files are (EncodedImages)."""
+        from datamodules.shard_reading import ShardEncodedImages
+
+        labels = dataset_labels(self.train_images())  # the held-out slice carries -1
+        on_cpu = place.device.type == "cpu"
+        dataset = ShardEncodedImages(
+            split_location(self.root, "train"),
+            labels,
+            self.max_decoded_side,
+            augmenter if on_cpu else None,  # on an accelerator the views are made after the transfer
+            place.seed,
+            self.options,
         )
+        return self._distributed(dataset), None if on_cpu else DeviceViews(augmenter)
+
+    def _distributed(self, dataset: StreamedShards) -> StreamedShards:
+        from datamodules.shard_reading import set_distributed_env
+
         trainer = self.trainer
         if trainer is not None:
             set_distributed_env(dataset, trainer.world_size, trainer.global_rank, trainer.num_nodes)
         return dataset
 
     def train_dataloader(self) -> DataLoader:
-        from datamodules.shard_reading import ShardLoader, ShardTrainingViews
+        from datamodules.shard_reading import EncodedShardBatch, ShardLoader, StreamedShards
 
         dataset = self._require(self.train_dataset, "fit")
-        if not isinstance(dataset, ShardTrainingViews):
+        if not isinstance(dataset, StreamedShards):
             return super().train_dataloader()
         epoch, batches_done = self._resume_position or (0, 0)
         self._resume_position = None
         workers = self.hparams.num_workers
         # Not persistent_workers: a worker keeps its own copy of LitData's epoch, which a partial epoch
         # (--trainer.limit_train_batches) would leave behind; fresh workers take the epoch set here.
+        # Batches of JPEG bytes are not pinned, as on the file path: nvJPEG reads them from host memory.
+        pinned = not isinstance(dataset.collate, EncodedShardBatch)
         loader = ShardLoader(
             dataset,
             self._epoch_to_train,
             batch_size=self.per_device_batch_size,
             num_workers=workers,
-            collate_fn=NormaliseViews(self.mean, self.std),
-            pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
+            pin_memory=pinned and self.hparams.pin_memory and torch.cuda.is_available(),
             worker_init_fn=leave_stop_signals_to_main if workers > 0 else None,
         )
         loader.resume_at(epoch, batches_done)
