@@ -3,8 +3,10 @@
 Training streams: LitData's StreamingDataset assigns whole batches' worth of chunk intervals to every
 rank and DataLoader worker (every image at most once per epoch, all ranks the same number of batches),
 shuffles the chunks with (seed, epoch) and the items inside each chunk, and reads each chunk with one
-request. ShardTrainingViews turns each item into the SimCLR views, drawn from a generator seeded with
-(run seed, epoch, image index): the views of an image in an epoch do not depend on the rank, the
+request (StreamedShards). ShardTrainingViews turns each item into the SimCLR views (per-image path),
+drawn from a generator seeded with (run seed, epoch, image index); ShardEncodedImages reads each item
+as an image folder's file is read for the batched path of images of any size, and its collate seeds a
+batch's views with (run seed, epoch, first image). Either way the views do not depend on the rank, the
 worker or an interruption, so a resumed run trains on exactly the views the uninterrupted one did.
 
 Resuming is ours, not Lightning's: Lightning restores a loader's state only after the loader was
