@@ -16,13 +16,14 @@ from tests.reliability.test_kill_and_resume import wait_for
 from tests.run_helpers import smoke_args, train_subprocess
 from tests.shard_helpers import shards_of, write_jpeg_folder
 from tests.test_quiet_console import noise_lines
+from tests.views.photos import write_photo_folder
 
 PAUSED_AT, STEPS = 5, 8  # one step into the second epoch of 4 steps; 2 epochs
 
 
-def streaming_args(shards: Path, run: Path, *extra: str) -> list[str]:
-    """The CPU smoke run of tests/run_helpers.py, streaming the shards per image with 2 workers."""
-    args = smoke_args(shards, run, "--data.view_path", "per_image", "--data.num_workers", "2", *extra)
+def streaming_args(shards: Path, run: Path, *extra: str, view_path: str = "per_image") -> list[str]:
+    """The CPU smoke run of tests/run_helpers.py, streaming the shards (per image) with 2 workers."""
+    args = smoke_args(shards, run, "--data.view_path", view_path, "--data.num_workers", "2", *extra)
     first_flag_after_configs = 5
     return [
         *args[:first_flag_after_configs],
@@ -33,9 +34,20 @@ def streaming_args(shards: Path, run: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["sigterm-main", "sigterm-group", "sigkill-then-resume"])
-def test_streamed_run_survives_the_faults_of_the_table(tmp_path: Path, fault: str) -> None:
-    folder = write_jpeg_folder(tmp_path / "images", ("a", "b"), {"train": 8, "val": 2})
+@pytest.mark.parametrize(
+    ("fault", "view_path"),
+    [
+        ("sigterm-main", "per_image"),
+        ("sigterm-group", "per_image"),
+        ("sigkill-then-resume", "per_image"),
+        ("sigterm-group", "batched"),  # JPEG bytes streamed per batch: images of varied sizes
+    ],
+)
+def test_streamed_run_survives_the_faults_of_the_table(tmp_path: Path, fault: str, view_path: str) -> None:
+    if view_path == "batched":
+        folder = write_photo_folder(tmp_path / "images", [(20 + 3 * (n % 3), 18 + n % 2) for n in range(8)])
+    else:
+        folder = write_jpeg_folder(tmp_path / "images", ("a", "b"), {"train": 8, "val": 2})
     shards, run, marker, log = (
         shards_of(folder, tmp_path / "shards"),
         tmp_path / "run",
@@ -47,7 +59,9 @@ def test_streamed_run_survives_the_faults_of_the_table(tmp_path: Path, fault: st
         "init_args": {"step": PAUSED_AT, "marker": str(marker)},
     }
     every_step = ["--step_checkpoint.every_n_train_steps", "1"] if fault == "sigkill-then-resume" else []
-    args = streaming_args(shards, run, *every_step, "--trainer.callbacks+", json.dumps(pause))
+    args = streaming_args(
+        shards, run, *every_step, "--trainer.callbacks+", json.dumps(pause), view_path=view_path
+    )
     process = train_subprocess(args, log)
     wait_for(marker, process, log)
     if fault == "sigterm-main":
@@ -58,6 +72,7 @@ def test_streamed_run_survives_the_faults_of_the_table(tmp_path: Path, fault: st
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=120)
     output = log.read_text()
+    assert view_path == "per_image" or "JPEG bytes streamed from the shards per batch" in output
     last = run / "checkpoints" / "last.ckpt"
     saved = torch.load(last, map_location="cpu", weights_only=False)
     if fault != "sigkill-then-resume":
