@@ -73,3 +73,20 @@ def train_overview() -> str:
 def evaluate_overview() -> str:
     more = "`python evaluate.py COMMAND --help` lists the options of a command; see README.md, Evaluation."
     return overview("evaluate.py", EVALUATE_DESCRIPTION, EVALUATE_COMMANDS, more)
+
+
+SHARDS_DESCRIPTION = """\
+Convert an image folder (ROOT/train/<class>/*, ROOT/val/... and/or ROOT/test/...) into shards: files
+of JPEG bytes with their labels and class names (LitData's format) that train.py streams from a local
+disk or an object store with --data StreamingDataModule --data.root OUT (or s3://bucket/OUT). The
+images are written in a seeded random order, each upright (EXIF) and at most --max_side px; OUT appears
+only once complete (until then it is OUT.incomplete) and an existing OUT is never overwritten."""
+
+SHARDS_COMMANDS = {
+    "convert": "ROOT OUT [--max_side N] [--quality Q]: write the shards of every split, in parallel",
+}
+
+
+def shards_overview() -> str:
+    more = "`python shards.py convert --help` lists its options; see README.md, Data at scale."
+    return overview("shards.py", SHARDS_DESCRIPTION, SHARDS_COMMANDS, more)

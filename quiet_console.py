@@ -24,6 +24,9 @@ NOT_RESUMABLE_WARNING = r"You're resuming from a checkpoint that ended before th
 # The run folder's own checkpoints on a resume: cli.py refuses any other fit into a folder that holds a
 # run, so this warning can only mean the resume it is.
 CHECKPOINT_FOLDER_WARNING = r"Checkpoint directory .* exists and is not empty"
+# LitData splits the shards over the DataLoader workers itself (datamodules/shard_reading.py), so the
+# length of a streamed epoch is exact; Lightning warns about every IterableDataset that has a length.
+ITERABLE_LENGTH_WARNING = r"Your `IterableDataset` has `__len__` defined"
 # An advertisement for another logging service, printed by Lightning on every run that does not use it.
 LOGGER_ADVERT_PREFIX = "💡 Tip: For seamless cloud logging"
 
@@ -39,6 +42,7 @@ def silence_known_noise() -> None:
         warnings.filterwarnings("ignore", message=message, module=module)
     warnings.filterwarnings("ignore", message=NOT_RESUMABLE_WARNING)
     warnings.filterwarnings("ignore", message=CHECKPOINT_FOLDER_WARNING)
+    warnings.filterwarnings("ignore", message=ITERABLE_LENGTH_WARNING, module=r"pytorch_lightning\.utilities")
     # Lightning's rank_zero_info logs through this logger (pytorch_lightning.utilities.rank_zero).
     advert_logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
     if not any(isinstance(existing, _DropAdvert) for existing in advert_logger.filters):

@@ -55,8 +55,9 @@ def _data_line(datamodule: pl.LightningDataModule) -> str:
     described = f"{type(datamodule).__name__} at '{getattr(datamodule, 'root', '?')}'"
     train = getattr(datamodule, "train_dataset", None)
     if train is not None:
-        # Both view paths' training sets have one item per image (the batched one serves whole batches).
-        described += f", {len(train)} training images"
+        # The whole split: a streamed training set's length is one rank's share of it (LitData's).
+        images = datamodule.train_images() if hasattr(datamodule, "train_images") else train
+        described += f", {len(images)} training images"
         held_out = datamodule.held_out_indices() if hasattr(datamodule, "held_out_indices") else None
         if held_out is not None:
             # The validation slice comes out of the training split; say so, or val/* looks like test data.

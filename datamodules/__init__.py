@@ -4,6 +4,7 @@ from datamodules.base import SimCLRDataModule
 from datamodules.cifar import CIFAR10DataModule, CIFAR100DataModule
 from datamodules.imagefolder import ImageFolderDataModule
 from datamodules.stl10 import STL10DataModule
+from datamodules.streaming import StreamingDataModule
 
 __all__ = [
     "CIFAR10DataModule",
@@ -11,4 +12,5 @@ __all__ = [
     "ImageFolderDataModule",
     "STL10DataModule",
     "SimCLRDataModule",
+    "StreamingDataModule",
 ]

@@ -23,7 +23,6 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.arguments import check_enough_images, check_view_arguments
-from datamodules.encoded import EncodedImages
 from datamodules.holdout import (
     HeldOutLabelsHidden,
     HeldOutSplit,
@@ -35,11 +34,9 @@ from datamodules.holdout import (
 )
 from datamodules.loaders import (
     LoaderSettings,
-    cached_training_loader,
     evaluation_loader,
-    file_training_loader,
-    per_image_training_loader,
     run_seed,
+    training_loader,
 )
 from datamodules.sampling import listed_files, resume_position
 from datamodules.training_sets import (
@@ -49,7 +46,6 @@ from datamodules.training_sets import (
     file_training_set,
     per_image_training_set,
 )
-from datamodules.uint8_cache import CachedImages
 from views.any_size import AnySizeViewAugmenter
 from views.batched import BatchViewAugmenter
 from views.config import AugmentConfig, Triple
@@ -266,8 +262,6 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
     def _training_set(self) -> Dataset:
         """The training set of the view path this run takes (views/path.py); says which and why."""
         place = self._place()
-        # The image files, when the project's loader reads them (image folders; not CIFAR, STL-10).
-        files = listed_files(self.train_images()) if self.view_path != "per_image" else None
         choice = choose_view_path(
             self.view_path,
             self.image_size,
@@ -275,18 +269,15 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             self._training_image_sizes,
             lambda: len(self.train_images()),  # type: ignore[arg-type]
             self.root,
-            has_files=files is not None,
+            self._read_per_batch() if self.view_path != "per_image" else None,
         )
         self.view_path_used = str(choice)
         rank_zero_info(f"Training views: {self.view_path_used}")
         config = AugmentConfig.simclr(**self._view_settings())
-        if choice.from_files and files is not None:
-            self._check_enough_images(len(files))
+        if choice.from_files:
+            self._check_enough_images(len(self.train_images()))  # type: ignore[arg-type]
             augmenter = AnySizeViewAugmenter(config, self.probe_view, self.compile_augment)
-            labels = dataset_labels(self.train_images())
-            dataset, self._device_views = file_training_set(
-                files, labels, augmenter, self.max_decoded_side, place
-            )
+            dataset, self._device_views = self._per_batch_training_set(augmenter, place)
             return dataset
         if choice.batched:
             augmenter = BatchViewAugmenter(config, self.compile_augment, self.probe_view)
@@ -296,6 +287,20 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             self._check_enough_images(len(cached))
             return cached
         return self._build_train_dataset()
+
+    def _read_per_batch(self) -> str | None:
+        """How the batched path for images of any size reads the training images a batch at a time
+        (said in the run summary): their files, when the project's loader reads them (image folders;
+        not CIFAR, STL-10); None where it cannot."""
+        return "files read per batch" if listed_files(self.train_images()) is not None else None
+
+    def _per_batch_training_set(
+        self, augmenter: AnySizeViewAugmenter, place: Place
+    ) -> tuple[Dataset, DeviceViews | None]:
+        """The training images read a batch at a time in the workers (StreamingDataModule streams)."""
+        images = self.train_images()
+        files = listed_files(images)
+        return file_training_set(files, dataset_labels(images), augmenter, self.max_decoded_side, place)  # type: ignore[arg-type]
 
     def _build_train_dataset(self) -> Dataset:
         """The per-image path's training set: views made one image at a time in the workers."""
@@ -340,11 +345,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         dataset = self._require(self.train_dataset, "fit")
         epoch, batches_done = self._resume_position or (0, 0)
         self._resume_position = None
-        if isinstance(dataset, CachedImages):
-            return cached_training_loader(dataset, self._loader_settings(), epoch, batches_done)
-        if isinstance(dataset, EncodedImages):
-            return file_training_loader(dataset, self._loader_settings(), epoch, batches_done)
-        return per_image_training_loader(dataset, self._loader_settings(), epoch, batches_done)
+        return training_loader(dataset, self._loader_settings(), epoch, batches_done)
 
     def state_dict(self) -> dict[str, Any]:
         """Where in the data order a checkpoint was taken: the epoch and the batches already trained in it."""

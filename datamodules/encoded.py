@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from datamodules.sampling import BatchKey, view_seed
 from views.any_size import AnySizeViewAugmenter
-from views.jpeg import decode_images, read_image
+from views.jpeg import ReadImage, decode_images, read_image
 
 CPU = torch.device("cpu")
 
@@ -58,21 +58,33 @@ class EncodedImages(Dataset):
     def __getitem__(self, key: BatchKey) -> dict[str, object]:  # type: ignore[override]
         indices = key.indices.tolist()
         read = [read_image(self.files[index], self.max_decoded_side) for index in indices]
-        labels = self.labels[key.indices]
+        names = [self.files[index] for index in indices]
         seed = view_seed(self.run_seed, self.rank, key.epoch, key.batch)
-        batch = {
-            "encoded": [image.data for image in read],
-            "orientation": [image.orientation for image in read],
-            "full_size": torch.tensor([[image.height, image.width] for image in read], dtype=torch.long),
-            "name": [self.files[index] for index in indices],
-            "label": labels,
-            "view_seed": seed,
-        }
-        if self.augmenter is None:
-            return batch
-        images = decode_images(batch["encoded"], batch["orientation"], batch["name"], CPU)  # type: ignore[arg-type]
-        generator = self.augmenter.generator(CPU, seed)
-        return self.augmenter.training_batch(images, full_sizes(batch), labels, generator)
+        return encoded_batch(read, names, self.labels[key.indices], seed, self.augmenter)
+
+
+def encoded_batch(
+    read: Sequence[ReadImage],
+    names: list[str],
+    labels: Tensor,
+    seed: int,
+    augmenter: AnySizeViewAugmenter | None,
+) -> dict[str, object]:
+    """One training batch of images read by a worker (from files, or from shards by the streamed
+    loader): as EncodedImages describes it, or its views when an augmenter makes them here."""
+    batch = {
+        "encoded": [image.data for image in read],
+        "orientation": [image.orientation for image in read],
+        "full_size": torch.tensor([[image.height, image.width] for image in read], dtype=torch.long),
+        "name": names,
+        "label": labels,
+        "view_seed": seed,
+    }
+    if augmenter is None:
+        return batch
+    images = decode_images(batch["encoded"], batch["orientation"], names, CPU)  # type: ignore[arg-type]
+    generator = augmenter.generator(CPU, seed)
+    return augmenter.training_batch(images, full_sizes(batch), labels, generator)
 
 
 def full_sizes(batch: dict[str, object]) -> list[tuple[int, int]]:

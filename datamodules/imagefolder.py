@@ -12,7 +12,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from datamodules.base import EvalSplit, SimCLRDataModule
-from datamodules.folder_stats import distinct_sizes, estimate_mean_std, folder_native_size
+from datamodules.folder_stats import distinct_sizes, estimate_mean_std, folder_native_size, given_statistics
 from datamodules.listing import class_folder_names, contains_image, image_files, image_folder
 from views.config import Triple
 from views.path import ViewPath
@@ -143,13 +143,7 @@ class ImageFolderDataModule(SimCLRDataModule):
             max_decoded_side=max_decoded_side,
         )
         self.layout = layout
-        if (mean is None) != (std is None):
-            raise ValueError("--data.mean and --data.std go together: give both, or neither (estimated).")
-        if mean is not None and (len(mean) != 3 or len(std) != 3 or min(std) <= 0):
-            raise ValueError(f"mean={mean} and std={std} need 3 values (R, G, B); std must be > 0.")
-        self._statistics: tuple[Triple, Triple] | None = (
-            None if mean is None else (_triple(mean), _triple(std))  # type: ignore[arg-type]
-        )
+        self._statistics: tuple[Triple, Triple] | None = given_statistics(mean, std)
 
     @property
     def class_names(self) -> list[str]:
@@ -202,7 +196,3 @@ class ImageFolderDataModule(SimCLRDataModule):
                 stacklevel=2,
             )
         return image_folder(split_dir, transform=transform)
-
-
-def _triple(values: tuple[float, float, float]) -> Triple:
-    return (float(values[0]), float(values[1]), float(values[2]))

@@ -36,6 +36,17 @@ def run_seed() -> int:
     return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
+def training_loader(
+    dataset: Dataset, settings: LoaderSettings, start_epoch: int, batches_done: int
+) -> DataLoader:
+    """The loader of the training set of any view path (datamodules/training_sets.py), from a position."""
+    if isinstance(dataset, CachedImages):
+        return cached_training_loader(dataset, settings, start_epoch, batches_done)
+    if isinstance(dataset, EncodedImages):
+        return file_training_loader(dataset, settings, start_epoch, batches_done)
+    return per_image_training_loader(dataset, settings, start_epoch, batches_done)
+
+
 def per_image_training_loader(
     dataset: Dataset, settings: LoaderSettings, start_epoch: int, batches_done: int
 ) -> DataLoader:

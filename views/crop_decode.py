@@ -52,7 +52,11 @@ class ImageFile:
     @classmethod
     def open(cls, path: str) -> ImageFile:
         with open(path, "rb") as file:
-            data = file.read()
+            return cls.of_bytes(file.read(), path)
+
+    @classmethod
+    def of_bytes(cls, data: bytes, path: str) -> ImageFile:
+        """An image file already read (or an image of a shard), named by `path`; nothing more is read."""
         try:
             header = Image.open(io.BytesIO(data))
             if header.format == "JPEG":
@@ -63,7 +67,7 @@ class ImageFile:
                 return cls(path, data, header, (width, height), orientation=orientation)
         except Exception:  # noqa: BLE001 - whatever PIL makes of a bad file, the loader reports it as such
             pass
-        decoded = pil_to_tensor(load_rgb(path))
+        decoded = pil_to_tensor(load_rgb(path, data))
         return cls(path, data, None, (decoded.shape[2], decoded.shape[1]), decoded)
 
     def reduction_for(self, boxes: Sequence[Box], view_size: int) -> int:
@@ -88,7 +92,7 @@ class ImageFile:
             image.draft("RGB", (-(-raw_width // reduction), -(-raw_height // reduction)))
             return pil_to_tensor(turned_upright(image, self.orientation))
         except Exception:  # noqa: BLE001 - a JPEG libjpeg-turbo refuses: the loader decodes it or names it
-            return pil_to_tensor(load_rgb(self.path))
+            return pil_to_tensor(load_rgb(self.path, self.data))
 
 
 def scale_boxes(boxes: Sequence[Box], size: tuple[int, int], decoded: Tensor) -> list[Box]:

@@ -10,6 +10,8 @@ PIL's (torchvision.io.decode_jpeg(..., apply_exif_orientation=True)) must agree 
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -79,15 +81,16 @@ def too_many_pixels(path: str, error: Image.DecompressionBombError) -> Unreadabl
     )
 
 
-def load_rgb(path: str) -> Image.Image:
+def load_rgb(path: str, data: bytes | None = None) -> Image.Image:
     """Every mode (L, RGBA, P, CMYK, 16-bit, ...) becomes 8-bit RGB so all images batch together,
     turned upright as its EXIF orientation says.
 
     A file that does not decode stops the run with its name: hours into an epoch, "cannot identify
     image file" from deep inside a DataLoader worker does not say which of a million files to fix.
+    `data`: the file's bytes when they were read already (or an image of a shard); `path` names them.
     """
     try:
-        with Image.open(path) as image:
+        with Image.open(path if data is None else io.BytesIO(data)) as image:
             orientation = exif_orientation(image)
             return turned_upright(_eight_bit_rgb(image, path), orientation)
     except Image.DecompressionBombError as error:

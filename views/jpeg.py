@@ -49,7 +49,11 @@ class ReadImage:
 def read_image(path: str, max_side: int) -> ReadImage:
     """`path` as its JPEG bytes when they can be decoded where the views are made, else as pixels
     (other formats and colour modes, and images with a side over `max_side`, reduced to fit)."""
-    data = Path(path).read_bytes()
+    return read_encoded(Path(path).read_bytes(), path, max_side)
+
+
+def read_encoded(data: bytes, path: str, max_side: int) -> ReadImage:
+    """As read_image, for a file's bytes already read (an image of a shard); `path` names them."""
     if data.startswith(JPEG_SIGNATURE):
         try:
             with Image.open(io.BytesIO(data)) as image:
@@ -59,11 +63,11 @@ def read_image(path: str, max_side: int) -> ReadImage:
                     pixels = orient(_reduced(image, max_side), orientation)
                     return _pixels(pixels, *_displayed(height, width, orientation))
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-            return _pixels(TF.pil_to_tensor(load_rgb(path)))  # names the file, or reads what Pillow can
+            return _pixels(TF.pil_to_tensor(load_rgb(path, data)))  # names the file, or reads what Pillow can
         if mode in DECODABLE_JPEG_MODES:
             height, width = _displayed(height, width, orientation)
             return ReadImage(torch.frombuffer(bytearray(data), dtype=torch.uint8), height, width, orientation)
-    image = load_rgb(path)
+    image = load_rgb(path, data)
     full_height, full_width = image.height, image.width
     if max(full_width, full_height) > max_side:  # Pillow's antialiased bilinear resize
         image = image.resize(_fitted_size(full_width, full_height, max_side), Image.Resampling.BILINEAR)

@@ -16,9 +16,10 @@
 STL-10, an image folder whose files all have one size), at most twice the view size, and the decoded
 images fit in half the available memory, and, on a CPU-only run, the views are at most
 CPU_BATCHED_MAX_VIEW_SIZE px: made on CPU cores, batched views were faster per core than per-image PIL
-views at 32 px, slower at 96 px. Otherwise, on an accelerator, a dataset of files (an image folder)
-takes the batched path from files; elsewhere auto takes the per-image path, and `--data.view_path
-batched` asks for the batched path from files (the same code, decoding on the CPU).
+views at 32 px, slower at 96 px. Otherwise, on an accelerator, a dataset of files (an image folder, or
+the JPEG bytes of shards) takes the batched path from files; elsewhere auto takes the per-image path,
+and `--data.view_path batched` asks for the batched path from files (the same code, decoding on the
+CPU).
 """
 
 from __future__ import annotations
@@ -79,11 +80,12 @@ def choose_view_path(
     training_sizes: Callable[[], list[tuple[int, int]]],
     image_count: Callable[[], int],
     root: str,
-    has_files: bool = False,
+    read_per_batch: str | None = None,
 ) -> ViewPathChoice:
     """The path for `requested` on `device`; `training_sizes` lists up to two distinct (width, height)
     of the training images, and `image_count` counts them (each is asked only when needed).
-    `has_files`: the training images are files the batched path can read per batch (an image folder)."""
+    `read_per_batch`: how the batched path can read the training images a batch at a time ("files read
+    per batch": an image folder; shards stream their JPEG bytes), None where it cannot."""
     if requested == "per_image":
         return ViewPathChoice(False, "--data.view_path per_image")
     sizes = training_sizes()
@@ -91,7 +93,7 @@ def choose_view_path(
     per_image_reason = None
     if len(sizes) > 1:
         (w2, h2) = sizes[1]
-        if requested == "batched" and not has_files:
+        if requested == "batched" and read_per_batch is None:
             raise ValueError(
                 f"--data.view_path batched needs training images of one size, but '{root}' "
                 f"has {width}x{height} and {w2}x{h2} images (width x height); resize them offline "
@@ -123,11 +125,11 @@ def choose_view_path(
             f"{count} images of {width}x{height} take {needed / 2**30:.1f} GiB decoded, over "
             f"{CACHE_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB of memory available"
         )
-    if has_files and (requested == "batched" or device.type != "cpu"):
+    if read_per_batch is not None and (requested == "batched" or device.type != "cpu"):
         made = "decoded and views made in the DataLoader workers"
         if device.type != "cpu":
             made = f"JPEGs decoded and views made on {device}"
-        return ViewPathChoice(True, f"{obstacle}; files read per batch, {made} (antialiased crops)", True)
+        return ViewPathChoice(True, f"{obstacle}; {read_per_batch}, {made} (antialiased crops)", True)
     return ViewPathChoice(False, per_image_reason or obstacle)
 
 

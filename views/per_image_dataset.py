@@ -125,16 +125,21 @@ class SimCLRTrainingDataset(Dataset):
         return item
 
     def _views_of_file(self, path: str, rng: np.random.Generator) -> dict[str, Tensor | int]:
-        """Both views drawn from the file's header size, then one decode at the scale both allow."""
-        source = ImageFile.open(path)
-        draws = [self.view.draw(rng, *source.size) for _ in range(2)]
-        boxes = [draw.box for draw in draws]
-        size = self.view.config.image_size
-        decoded = source.decode(1 if self.probe_view is not None else source.reduction_for(boxes, size))
-        scaled = scale_boxes(boxes, source.size, decoded)
-        views = [self.view.render(decoded, replace(d, box=b)) for d, b in zip(draws, scaled, strict=True)]
-        item: dict[str, Tensor | int] = {"view1": views[0], "view2": views[1]}
-        if self.probe_view is not None:
-            pixels = decoded.permute(1, 2, 0).numpy()
-            item["probe_view"] = self.probe_view(Image.fromarray(pixels), rng)
-        return item
+        return views_of_file(ImageFile.open(path), self.view, self.probe_view, rng)
+
+
+def views_of_file(
+    source: ImageFile, view: PilSimCLRView, probe_view: PilProbeView | None, rng: np.random.Generator
+) -> dict[str, Tensor | int]:
+    """Both views drawn from the file's header size, then one decode at the scale both allow."""
+    draws = [view.draw(rng, *source.size) for _ in range(2)]
+    boxes = [draw.box for draw in draws]
+    size = view.config.image_size
+    decoded = source.decode(1 if probe_view is not None else source.reduction_for(boxes, size))
+    scaled = scale_boxes(boxes, source.size, decoded)
+    views = [view.render(decoded, replace(d, box=b)) for d, b in zip(draws, scaled, strict=True)]
+    item: dict[str, Tensor | int] = {"view1": views[0], "view2": views[1]}
+    if probe_view is not None:
+        pixels = decoded.permute(1, 2, 0).numpy()
+        item["probe_view"] = probe_view(Image.fromarray(pixels), rng)
+    return item

@@ -107,7 +107,7 @@ def test_a_decompression_bomb_is_left_to_the_project_loader_to_report(
     path = save_jpeg(tmp_path / "bomb.jpg", photo_pixels(40, 30))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 1,200 pixels: over twice the limit
 
-    def loader(file: str) -> Image.Image:
+    def loader(file: str, data: bytes | None = None) -> Image.Image:
         raise UnreadableImageError(f"Image file '{file}' is a decompression bomb")
 
     monkeypatch.setattr(jpeg, "load_rgb", loader)
