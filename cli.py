@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import CheckpointIO
 
-from callbacks import KNNMonitor, OnlineLinearProbe, TrainingCurves, ViewPairsGrid
+from callbacks import KNNMonitor, OnlineLinearProbe, RankMeMonitor, TrainingCurves, ViewPairsGrid
 from callbacks.finite_loss import StopOnNonFiniteLoss
 from callbacks.preemption import CheckpointOnSigterm
 from callbacks.progress_bar import ReadableProgressBar
@@ -91,6 +91,7 @@ class SimCLRCLI(LightningCLI):
         )
         # Evaluation while training and the pictures of a run (README.md, Evaluation).
         parser.add_lightning_class_args(KNNMonitor, "knn_monitor")
+        parser.add_lightning_class_args(RankMeMonitor, "rankme")
         parser.add_lightning_class_args(TrainingCurves, "curves")
         parser.add_lightning_class_args(ViewPairsGrid, "view_pairs")
         parser.add_argument(

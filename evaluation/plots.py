@@ -90,22 +90,57 @@ def plot_embedding(
     return _save(figure, path)
 
 
+# The panels of curves.png: (title, y-axis label, which metric names it shows); a metric goes to the first
+# panel that claims it. Health panels appear only when their metrics were logged.
+CURVE_PANELS = (
+    ("loss", "loss", lambda name: "loss" in name),
+    (
+        "effective rank (RankMe; falls when the representation collapses)",
+        "RankMe",
+        lambda name: "rankme" in name,
+    ),
+    (
+        "alignment (lower: positives closer), uniformity (lower: more spread)",
+        "alignment / uniformity",
+        lambda name: "alignment" in name or "uniformity" in name,
+    ),
+    ("accuracy", "accuracy", lambda name: True),
+)
+
+
+def curve_panels(history: History) -> list[tuple[str, str, dict[str, Sequence[tuple[int, float]]]]]:
+    """(title, y label, curves) of each panel that has curves; loss and accuracy are always drawn."""
+    panels: list[tuple[str, str, dict[str, Sequence[tuple[int, float]]]]] = []
+    claimed: set[str] = set()
+    for title, label, claims in CURVE_PANELS:
+        curves = {
+            name: points
+            for name, points in history.items()
+            if points and name not in claimed and claims(name)
+        }
+        claimed |= set(curves)
+        if curves or label in ("loss", "accuracy"):
+            panels.append((title, label, curves))
+    return panels
+
+
 def plot_training_curves(history: History, path: Path, title: str = "training curves") -> Path:
-    """Losses on the left, accuracies on the right, both against the optimiser step."""
-    losses = {name: points for name, points in history.items() if "loss" in name and points}
-    accuracies = {name: points for name, points in history.items() if "loss" not in name and points}
-    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for axes, curves, label in ((loss_axes, losses, "loss"), (accuracy_axes, accuracies, "accuracy")):
+    """Losses, then the representation's health where logged, then accuracies, against the optimiser step."""
+    panels = curve_panels(history)
+    figure, grid = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for axes, (panel_title, label, curves) in zip(grid[0], panels, strict=True):
         for name, points in sorted(curves.items()):
             steps, values = zip(*points, strict=True)
             marker = "o" if len(points) <= 50 else None
             axes.plot(steps, values, label=name, marker=marker, markersize=3)
         axes.set_xlabel("step")
         axes.set_ylabel(label)
+        axes.set_title(panel_title, fontsize=9)
         axes.grid(alpha=0.3)
         if curves:
             axes.legend(fontsize=8)
-    accuracy_axes.set_ylim(0.0, 1.0)
+        if label == "accuracy":
+            axes.set_ylim(0.0, 1.0)
     figure.suptitle(title)
     return _save(figure, path)
 

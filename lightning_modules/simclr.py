@@ -12,7 +12,8 @@ from torch import Tensor, nn
 
 from callbacks.logging_steps import is_logging_step
 from lightning_modules.backbones import benefits_from_channels_last, build_backbone
-from lightning_modules.losses import nt_xent_logits
+from lightning_modules.health import alignment, uniformity
+from lightning_modules.losses import multi_view_logits, multi_view_nt_xent_loss, multi_view_positive_accuracy
 from lightning_modules.optim import (
     OptimizerName,
     TrustRatio,
@@ -148,21 +149,23 @@ class SimCLR(pl.LightningModule):
         return self._logits_of_representations(self._encode(torch.cat([view1, view2])))
 
     def _logits_of_representations(self, representations: Tensor) -> tuple[Tensor, Tensor]:
-        """Logits and targets from h of both views, [2N, feature_dim] (view1's rows first).
+        """Logits and targets from h of both views, [2N, feature_dim] (view1's rows first)."""
+        logits, positives = self._logits_of_projections(self.projection_head(representations), num_views=2)
+        return logits, positives.squeeze(1)
+
+    def _logits_of_projections(self, projections: Tensor, num_views: int) -> tuple[Tensor, Tensor]:
+        """Logits [V*N, V*M] and positive columns [V*N, V-1] from the projections of V views of N images,
+        [V*N, projection_dim], view-major (multi_view_logits in lightning_modules/losses.py).
 
         The gather keeps gradients, so each device's loss also trains the other devices' projections
         as negatives; with one device the gather is the identity and the code path is the same.
         """
-        projections = self.projection_head(representations)
-        n, dim = representations.shape[0] // 2, projections.shape[1]
-        gathered = self._gather_with_gradients(projections).reshape(-1, 2, n, dim)
-        z1, z2 = projections.chunk(2)
-        return nt_xent_logits(
-            z1, z2, self.hparams.temperature,
-            gathered_z1=gathered[:, 0].reshape(-1, dim),
-            gathered_z2=gathered[:, 1].reshape(-1, dim),
-            rank=self.global_rank,
-        )
+        n, dim = projections.shape[0] // num_views, projections.shape[1]
+        gathered = self._gather_with_gradients(projections).reshape(-1, num_views, n, dim)
+        return multi_view_logits(
+            projections.reshape(num_views, n, dim), self.hparams.temperature,
+            gathered_views=gathered.transpose(0, 1).reshape(num_views, -1, dim), rank=self.global_rank,
+        )  # fmt: skip
 
     def _gather_with_gradients(self, tensor: Tensor) -> Tensor:
         """Every device's rows in rank order; used outside a Trainer (a notebook) there is only this one."""
@@ -170,21 +173,51 @@ class SimCLR(pl.LightningModule):
             return tensor
         return self.all_gather(tensor, sync_grads=True)
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        """The loss, and the detached representations of both views for the online probe ([2N, D])."""
+    def _projections(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, int]:
+        """(h of the two large views [2N, D], projections of every view [V*N, d] view-major, V).
+
+        Multi-crop batches also hold `small_views` [S, N, 3, s, s] (datamodules: --data.num_small_views).
+        Views of one size go through the encoder together, one size at a time (the large views as one
+        batch of 2N, as without small views, then the S*N small ones), as SwAV and solo-learn do; batch
+        norm then normalises each size with its own statistics. The head, which sees no pixels, projects
+        all views in one batch.
+        """
         representations = self._encode(torch.cat([batch["view1"], batch["view2"]]))
-        logits, targets = self._logits_of_representations(representations)
-        loss = F.cross_entropy(logits, targets)
+        small_views = batch.get("small_views")
+        if small_views is None or small_views.shape[0] == 0:
+            return representations, self.projection_head(representations), 2
+        small = self._encode(small_views.flatten(0, 1))
+        projections = self.projection_head(torch.cat([representations, small]))
+        return representations, projections, 2 + small_views.shape[0]
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """The loss, and the detached h of the two large views for the online probe ([2N, D])."""
+        representations, projections, num_views = self._projections(batch)
+        logits, positives = self._logits_of_projections(projections, num_views)
+        if num_views == 2:
+            loss = F.cross_entropy(logits, positives.squeeze(1))
+        else:
+            loss = multi_view_nt_xent_loss(logits, positives)
         # Only on logging steps: a logged value is read on the host, and the bar reads it from there.
         if is_logging_step(self.trainer, batch_idx, after_optimizer_step=False):
-            # How often the positive is the most similar of the 2N-1 candidates: a cheap health signal that
-            # climbs quickly when learning works and sits near 1/(2N) when it does not.
-            positive_accuracy = (logits.detach().argmax(dim=1) == targets).float().mean()
-            self.log("train/loss", loss.detach())
-            self.log("train/positive_accuracy", positive_accuracy)
-            # Logged by the module rather than LearningRateMonitor, which refuses to run without a logger.
-            self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
+            self._log_training_health(loss, logits.detach(), positives, projections.detach())
         return {"loss": loss, "features": representations.detach()}
+
+    def _log_training_health(
+        self, loss: Tensor, logits: Tensor, positives: Tensor, projections: Tensor
+    ) -> None:
+        # How often a positive is more similar than every negative: a cheap health signal that climbs
+        # quickly when learning works and sits near 1/(2N) when it does not (two views).
+        self.log("train/loss", loss.detach())
+        self.log("train/positive_accuracy", multi_view_positive_accuracy(logits, positives))
+        # Alignment and uniformity (Wang & Isola 2020) of the two large views' projections on this device,
+        # where the loss acts: which half of the contrastive objective is failing.
+        n = positives.shape[0] // (positives.shape[1] + 1)
+        z1, z2 = projections[:n], projections[n : 2 * n]
+        self.log("train/alignment", alignment(z1, z2))
+        self.log("train/uniformity", (uniformity(z1) + uniformity(z2)) / 2)
+        # Logged by the module rather than LearningRateMonitor, which refuses to run without a logger.
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Features for the evaluation callbacks (probe, kNN), computed once for all of them."""

@@ -4,6 +4,7 @@ import torch
 
 from evaluation.plots import (
     confusion_matrix,
+    curve_panels,
     plot_confusion_matrix,
     plot_embedding,
     plot_training_curves,
@@ -33,3 +34,24 @@ def test_every_picture_is_a_png_file(tmp_path: Path) -> None:
     ]
     for path in paths:
         assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_curves_give_the_health_metrics_panels_of_their_own() -> None:
+    history = {
+        "train/loss": [(1, 5.0)],
+        "train/probe_loss": [(1, 2.0)],
+        "train/alignment": [(1, 1.2)],
+        "train/uniformity": [(1, -3.0)],
+        "val/rankme": [(1, 40.0)],
+        "val/knn_top1": [(1, 0.3)],
+        "train/positive_accuracy": [(1, 0.5)],
+    }
+    panels = {label: sorted(curves) for _, label, curves in curve_panels(history)}
+    assert panels == {
+        "loss": ["train/loss", "train/probe_loss"],
+        "RankMe": ["val/rankme"],
+        "alignment / uniformity": ["train/alignment", "train/uniformity"],
+        "accuracy": ["train/positive_accuracy", "val/knn_top1"],
+    }
+    # A run that logged none of them keeps the two panels it always had.
+    assert [label for _, label, _ in curve_panels({"train/loss": [(1, 5.0)]})] == ["loss", "accuracy"]
