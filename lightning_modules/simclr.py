@@ -46,6 +46,16 @@ class ProjectionHead(nn.Sequential):
         layers.append(nn.Linear(width, output_dim))
         super().__init__(*layers)
 
+    def first_layers(self, count: int) -> nn.Sequential:
+        """The head's first `count` layers (each hidden layer Linear-BN-ReLU, the last one Linear), the same
+        modules, not copies: what SimCLR v2 fine-tunes from (Chen et al. 2020b, Sec. 2; the official code's
+        ft_proj_selector). 0 is the encoder's output, the number of layers the head's output. The modules
+        keep their indices, so the slice's state-dict keys are the head's."""
+        ends = [index + 1 for index, module in enumerate(self) if isinstance(module, nn.ReLU)] + [len(self)]
+        if not 0 <= count <= len(ends):
+            raise ValueError(f"The projection head has {len(ends)} layers; cannot take the first {count}.")
+        return nn.Sequential(*list(self)[: ends[count - 1] if count else 0])
+
 
 class SimCLR(pl.LightningModule):
     """SimCLR pretraining (Chen et al., 2020).
