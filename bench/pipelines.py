@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as v1
 
 from datamodules.base import SimCLRDataModule
-from datamodules.transforms import blur_kernel_size, uses_blur
+from views.config import blur_kernel_size, uses_blur
 
 Batch = dict[str, Tensor]
 BatchSource = Iterator[Batch]

@@ -1,21 +1,10 @@
-"""The shared SimCLR datamodule: argument checks, transforms, per-device batching and the dataloaders.
+"""The shared SimCLR datamodule: argument checks, splits, the view path, per-device batching.
 
 Subclasses only say which images to load; everything that must behave the same across datasets
-(the batch contract, drop_last, distributed batch splitting, missing-data errors) lives here.
+(the batch contract, drop_last, distributed batch splitting) lives here, the loaders in
+`datamodules.loaders`.
 
-Two ways to make the views, chosen by `view_path` ("auto" by default):
-- batched: the training images are decoded once into one uint8 tensor and each batch's views are made
-  for the whole batch at once (datamodules/gpu_augment.py). On an accelerator the tensor sits on the
-  device and the views are made there after the transfer (`on_after_batch_transfer`), so the CPU does
-  nothing per step but gather indices. On a CPU-only run the views are made inside the DataLoader
-  workers instead, a whole batch per worker task: the main process, which trains the model, then
-  never waits for augmentation as long as the workers keep up, exactly as on the per-image path.
-- per_image: PIL views one image at a time in the workers (datamodules/pil_views.py); the only
-  choice for images of different sizes, which cannot share one tensor.
-"auto" takes the batched path whenever every training image has one size (CIFAR, STL-10, an image
-folder whose files all have one size), at most twice the view size, and the decoded images fit in half
-the available memory, and, on a CPU-only run, the views are at most CPU_BATCHED_MAX_VIEW_SIZE px: made
-on CPU cores, batched views were faster per core than per-image PIL views at 32 px, slower at 96 px.
+How the training views are made, and which of the two view paths "auto" takes, is `views.path`.
 The probe view (a weak third view per image) is made only with `probe_view=True`, which
 `--probe.features probe_view` sets (cli.py); the default probe trains on the training views instead.
 Either way each batch's views are drawn from a seed of (run seed, rank, epoch, batch), so ranks and
@@ -24,21 +13,15 @@ workers draw independent parameters and a resumed run draws what the uninterrupt
 
 from __future__ import annotations
 
-import os
-import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
-from datamodules.gpu_augment import AugmentConfig, BatchViewAugmenter
 from datamodules.holdout import (
     HeldOutLabelsHidden,
     HeldOutSplit,
@@ -47,49 +30,22 @@ from datamodules.holdout import (
     stratified_holdout,
     warn_validating_on_test,
 )
-from datamodules.pil_views import PilProbeView, PilSimCLRView, SimCLRTrainingDataset
-from datamodules.sampling import ClassInterleavedSampler, ResumableBatchSampler, ResumableSampler
-from datamodules.transforms import ImageTransform, Triple, eval_transform
+from datamodules.loaders import (
+    LoaderSettings,
+    cached_training_loader,
+    evaluation_loader,
+    per_image_training_loader,
+    run_seed,
+)
 from datamodules.uint8_cache import CachedImages, decode_to_uint8, place_images
-from reliability.worker_signals import ignore_sigterm
+from views.batched import BatchViewAugmenter
+from views.config import AugmentConfig, Triple
+from views.path import ViewPath, choose_view_path, resolve_view_path
+from views.per_image import PilProbeView, PilSimCLRView
+from views.per_image_dataset import SimCLRTrainingDataset
+from views.transforms import ImageTransform, eval_transform
 
 EvalSplit = Literal["val", "test"]
-ViewPath = Literal["auto", "batched", "per_image"]
-# "auto" caches the decoded training images only when they take at most this share of available memory.
-CACHE_MEMORY_SHARE = 0.5
-# ... and only when images are at most this many times the view size: batched crops are resized without
-# antialiasing, invisible for crops up to twice the output but aliasing for larger ones.
-MAX_DOWNSCALE = 2
-# On a CPU-only run "auto" makes batched views only up to this view size: per core (bench/views.py, one
-# thread, 9 interleaved rounds, 2-core machine at load 4.3) batched views made 4.7x the peers' PIL
-# pipeline at 32 px but 0.51x at 96 px, where the per-image PIL path made 1.8x.
-CPU_BATCHED_MAX_VIEW_SIZE = 64
-
-
-class MissingDatasetError(FileNotFoundError):
-    """Raised instead of torchvision's generic errors so users learn exactly which files to provide."""
-
-
-@contextmanager
-def explain_missing_files(dataset_name: str, root: str, what_to_provide: str) -> Iterator[None]:
-    """Turns torchvision's download/integrity failures into one actionable message.
-
-    URLError is an OSError; torchvision raises RuntimeError for missing or corrupted (md5) files.
-    A failed attempt leaves no litter: folders that did not exist before it (torchvision creates the
-    root to download into) are removed again while they are empty.
-    """
-    created = [folder for folder in (Path(root), *Path(root).parents) if not folder.exists()]
-    try:
-        yield
-    except (OSError, RuntimeError) as err:
-        for folder in created:  # deepest first; rmdir refuses a folder that holds anything
-            with suppress(OSError):
-                folder.rmdir()
-        raise MissingDatasetError(
-            f"{dataset_name} files are missing or corrupted in '{root}' ({type(err).__name__}: {err}). "
-            f"Put {what_to_provide} into '{root}', or run once with download=True on a machine with "
-            "internet access."
-        ) from err
 
 
 class SimCLRDataModule(pl.LightningDataModule, ABC):
@@ -130,20 +86,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         The command line sets it from `--probe.features`."""
         super().__init__()
         self.save_hyperparameters()
-        if view_path not in ("auto", "batched", "per_image"):
-            raise ValueError(f"view_path={view_path!r} must be one of 'auto', 'batched', 'per_image'.")
-        if gpu_augment is not None:
-            aliased: ViewPath = "batched" if gpu_augment else "per_image"
-            if view_path not in ("auto", aliased):
-                raise ValueError(
-                    f"gpu_augment={gpu_augment} contradicts view_path={view_path!r}; drop gpu_augment."
-                )
-            warnings.warn(
-                f"--data.gpu_augment is deprecated; use --data.view_path {aliased} (default: auto).",
-                FutureWarning,
-                stacklevel=2,
-            )
-            view_path = aliased
+        view_path = resolve_view_path(view_path, gpu_augment)
         if batch_size < 2:
             raise ValueError(
                 f"batch_size={batch_size} is too small: SimCLR needs at least 2 images per batch so that "
@@ -300,47 +243,18 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
 
     def _cacheable_training_images(self) -> Dataset | None:
         """The training images when this run takes the batched path, else None; says which and why."""
-        images, reason = None, "--data.view_path per_image"
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        # The views are made where the images are trained on: on the device, else in CPU workers.
-        slower_on_cpu = device.type == "cpu" and self.image_size > CPU_BATCHED_MAX_VIEW_SIZE
-        if self.view_path != "per_image":
-            sizes = self._training_image_sizes()
-            (width, height) = sizes[0]
-            if len(sizes) > 1:
-                (w2, h2) = sizes[1]
-                if self.view_path == "batched":
-                    raise ValueError(
-                        f"--data.view_path batched needs training images of one size, but '{self.root}' "
-                        f"has {width}x{height} and {w2}x{h2} images (width x height); resize them offline "
-                        "to one size or use --data.view_path auto (per-image views)."
-                    )
-                reason = f"training images differ in size, e.g. {width}x{height} and {w2}x{h2}"
-            elif self.view_path == "auto" and slower_on_cpu:
-                reason = (
-                    f"{self.image_size} px views on CPU: above {CPU_BATCHED_MAX_VIEW_SIZE} px per-image PIL "
-                    "views are faster per core than batched ones"
-                )
-            elif self.view_path == "auto" and max(width, height) > MAX_DOWNSCALE * self.image_size:
-                reason = (
-                    f"{width}x{height} training images for {self.image_size} px views: batched crops "
-                    "are not antialiased, so auto keeps the per-image path for large downscaling"
-                )
-            else:
-                images = self.train_images()
-                count = len(images)  # type: ignore[arg-type]
-                needed, available = 3 * width * height * count, _available_memory()
-                where = "on the CPU" if device.type == "cpu" else f"on {device}"
-                reason = f"all {count} training images are {width}x{height}; views made {where}"
-                if self.view_path == "auto" and available and needed > CACHE_MEMORY_SHARE * available:
-                    images = None
-                    reason = (
-                        f"{count} images of {width}x{height} take {needed / 2**30:.1f} GiB decoded, over "
-                        f"{CACHE_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB of memory available"
-                    )
-        self.view_path_used = f"{'batched' if images is not None else 'per_image'} ({reason})"
+        choice = choose_view_path(
+            self.view_path,
+            self.image_size,
+            device,
+            self._training_image_sizes,
+            lambda: len(self.train_images()),  # type: ignore[arg-type]
+            self.root,
+        )
+        self.view_path_used = str(choice)
         rank_zero_info(f"Training views: {self.view_path_used}")
-        return images
+        return self.train_images() if choice.batched else None
 
     def _validation_images(self, transform: ImageTransform) -> Dataset:
         held_out = self.held_out_indices()
@@ -392,30 +306,17 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         rank = self.trainer.global_rank if self.trainer is not None else 0
         if images.device.type == "cpu" and device.type == "cpu":
             # The workers make the views; forked, they read the parent's pixels without copying them.
-            return CachedImages(images, labels, _run_seed(), rank, augmenter)
+            return CachedImages(images, labels, run_seed(), rank, augmenter)
         self._augmenter = augmenter
-        return CachedImages(images, labels, _run_seed(), rank)
+        return CachedImages(images, labels, run_seed(), rank)
 
     def train_dataloader(self) -> DataLoader:
         dataset = self._require(self.train_dataset, "fit")
-        if isinstance(dataset, CachedImages):
-            return self._cached_loader(dataset)
-        # drop_last: a short last batch would have fewer negatives and a differently scaled loss.
-        return self._loader(dataset, shuffle=False, drop_last=True, sampler=self._train_sampler(dataset))
-
-    def _train_sampler(self, dataset: Dataset) -> ResumableSampler:
-        """The order is a function of the seed and the epoch, so a resumed run replays it exactly."""
         epoch, batches_done = self._resume_position or (0, 0)
         self._resume_position = None
-        trainer = self.trainer
-        return ResumableSampler(
-            dataset,  # type: ignore[arg-type]
-            num_replicas=trainer.world_size if trainer is not None else 1,
-            rank=trainer.global_rank if trainer is not None else 0,
-            seed=_run_seed(),
-            start_epoch=epoch,
-            skip_samples=batches_done * self.per_device_batch_size,
-        )
+        if isinstance(dataset, CachedImages):
+            return cached_training_loader(dataset, self._loader_settings(), epoch, batches_done)
+        return per_image_training_loader(dataset, self._loader_settings(), epoch, batches_done)
 
     def state_dict(self) -> dict[str, Any]:
         """Where in the data order a checkpoint was taken: the epoch and the batches already trained in it."""
@@ -435,46 +336,20 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             self._resume_position = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
 
     def val_dataloader(self) -> DataLoader:
-        dataset = self._require(self.val_dataset, "validate")
-        return self._loader(dataset, shuffle=False, drop_last=False, sampler=self._eval_sampler(dataset))
+        return evaluation_loader(self._require(self.val_dataset, "validate"), self._loader_settings())
 
     def test_dataloader(self) -> DataLoader:
-        dataset = self._require(self.test_dataset, "test")
-        return self._loader(dataset, shuffle=False, drop_last=False, sampler=self._eval_sampler(dataset))
+        return evaluation_loader(self._require(self.test_dataset, "test"), self._loader_settings())
 
-    def _eval_sampler(self, dataset: Dataset) -> ClassInterleavedSampler:
-        """Seeded class-interleaved order: any `limit_*_batches` prefix is a class-balanced sample."""
+    def _loader_settings(self) -> LoaderSettings:
         trainer = self.trainer
-        world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        return ClassInterleavedSampler(dataset, world_size, rank, _run_seed())
-
-    def _cached_loader(self, cached: CachedImages) -> DataLoader:
-        """One whole batch per sampler item, in the same resumable order as the per-image path.
-
-        On an accelerator the gather runs in the main process (the images are on the device, nothing
-        to collate); on CPU the workers gather and make the views.
-        """
-        epoch, batches_done = self._resume_position or (0, 0)
-        self._resume_position = None
-        trainer = self.trainer
-        sampler = ResumableBatchSampler(
-            cached,
-            num_replicas=trainer.world_size if trainer is not None else 1,
+        return LoaderSettings(
+            self.per_device_batch_size,
+            self.hparams.num_workers,
+            self.hparams.pin_memory,
+            world_size=trainer.world_size if trainer is not None else 1,
             rank=trainer.global_rank if trainer is not None else 0,
-            seed=_run_seed(),
-            batch_size=self.per_device_batch_size,
-            device=cached.images.device,
-            start_epoch=epoch,
-            skip_batches=batches_done,
         )
-        workers = self.hparams.num_workers if cached.augmenter is not None else 0
-        pinned = (
-            torch.cuda.is_available() and cached.images.device.type == "cpu" and cached.images.is_pinned()
-        )
-        return DataLoader(
-            cached, batch_size=None, sampler=sampler, num_workers=workers, pin_memory=pinned,
-            persistent_workers=workers > 0, worker_init_fn=ignore_sigterm,
-        )  # fmt: skip
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """On an accelerator, training batches arrive as uint8 images and leave as the view contract."""
@@ -488,39 +363,3 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup('{stage}') must run before its dataloader.")
         return dataset
-
-    def _loader(
-        self, dataset: Dataset, shuffle: bool, drop_last: bool, sampler: DistributedSampler | None = None
-    ) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=self.per_device_batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            drop_last=drop_last,
-            num_workers=workers,
-            # Pinned memory only speeds up host-to-GPU copies; torch warns when there is no GPU.
-            pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
-            persistent_workers=workers > 0,
-            worker_init_fn=ignore_sigterm,  # the main process saves on SIGTERM to the group
-            # The training views arrive as uint8 and are normalised a batch at a time.
-            collate_fn=dataset.collate if isinstance(dataset, SimCLRTrainingDataset) else None,
-        )
-
-
-def _run_seed() -> int:
-    """The seed Lightning's seed_everything chose (saved in the run's config.yaml); 0 without one."""
-    return int(os.environ.get("PL_GLOBAL_SEED", 0))
-
-
-def _available_memory() -> int | None:
-    """Bytes of memory available to new allocations (Linux's MemAvailable); None where unknown."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None

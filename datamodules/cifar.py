@@ -7,8 +7,10 @@ from contextlib import AbstractContextManager
 from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from datamodules.base import EvalSplit, SimCLRDataModule, explain_missing_files
-from datamodules.transforms import ImageTransform, Triple
+from datamodules.base import EvalSplit, SimCLRDataModule
+from datamodules.missing_files import explain_missing_files
+from views.config import Triple
+from views.transforms import ImageTransform
 
 # Class names are constants so num_classes/class_names work before any file is read.
 CIFAR10_CLASSES = [

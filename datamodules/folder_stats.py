@@ -6,29 +6,19 @@ every pixel and normalised with its own mean/std, not upscaled to 224 px with Im
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from datamodules.transforms import Triple
+from datamodules.listing import image_files
 from reliability.errors import UserError
+from views.config import Triple
+from views.decode import load_rgb  # the loader training uses: same mode conversions
 
 # Images decoded to estimate mean/std: the estimate's standard error is far below what normalisation notices.
 STATS_SAMPLE_SIZE = 1000
-
-
-def image_files(split_dirs: Iterable[Path]) -> Iterator[str]:
-    """Image paths under the split folders, in a fixed (sorted) order."""
-    for split_dir in split_dirs:
-        for folder, subfolders, files in os.walk(split_dir):
-            subfolders.sort()
-            for name in sorted(files):
-                if name.lower().endswith(IMG_EXTENSIONS):
-                    yield os.path.join(folder, name)
 
 
 def distinct_sizes(paths: Iterable[str], limit: int = 2) -> list[tuple[tuple[int, int], str]]:
@@ -78,8 +68,6 @@ def estimate_mean_std(
 
     Every pixel of a sampled image counts once; sums run in float64 so a million-pixel sample loses nothing.
     """
-    from datamodules.imagefolder import load_rgb  # the loader training uses: same mode conversions
-
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(paths), size=min(sample_size, len(paths)), replace=False)
     total, total_sq, count = np.zeros(3), np.zeros(3), 0

@@ -4,97 +4,25 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from datamodules.base import EvalSplit, SimCLRDataModule, ViewPath
-from datamodules.folder_stats import distinct_sizes, estimate_mean_std, folder_native_size, image_files
-from datamodules.transforms import ImageTransform, Triple
-from reliability.errors import UserError
+from datamodules.base import EvalSplit, SimCLRDataModule
+from datamodules.folder_stats import distinct_sizes, estimate_mean_std, folder_native_size
+from datamodules.listing import contains_image, image_files, image_folder
+from views.config import Triple
+from views.path import ViewPath
+from views.transforms import ImageTransform
 
-# PIL's modes for single-channel 16-bit images (16-bit PNGs and TIFFs open in one of these).
-SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 EXPECTED_LAYOUT = (
     "Expected layout: <root>/train/<class_name>/<image files> and <root>/val/<class_name>/... "
     "(or <root>/test/...), with the same class folders in every split."
 )
-
-
-class UnreadableImageError(UserError):
-    """An image file that PIL cannot decode: not an image, truncated, or corrupted."""
-
-
-def load_rgb(path: str) -> Image.Image:
-    """Every mode (L, RGBA, P, CMYK, 16-bit, ...) becomes 8-bit RGB so all images batch together.
-
-    A file that does not decode stops the run with its name: hours into an epoch, "cannot identify
-    image file" from deep inside a DataLoader worker does not say which of a million files to fix.
-    """
-    try:
-        with Image.open(path) as image:
-            if image.mode in SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
-                # PIL's convert() clips 16-bit values at 255: the image would train as solid white.
-                return Image.fromarray(_sixteen_to_eight_bits(np.asarray(image))).convert("RGB")
-            if image.mode in ("I", "F"):
-                raise UnreadableImageError(
-                    f"Image file '{path}' has 32-bit {'float' if image.mode == 'F' else 'integer'} pixels, "
-                    "whose range (0-1? 0-65535? any?) is not recorded, so it cannot be mapped to 8 bits "
-                    "safely. Convert it to an 8- or 16-bit PNG/JPEG/TIFF, or remove it."
-                )
-            if image.mode == "P":
-                # Palette images with transparency must go through RGBA, or PIL warns on every load.
-                image = image.convert("RGBA")
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        # PIL reports truncated data as OSError and some malformed headers as SyntaxError/ValueError.
-        raise UnreadableImageError(
-            f"Image file '{path}' cannot be read ({type(error).__name__}: {error}); it is not an image, or "
-            "it is truncated or corrupted. Replace or delete it."
-        ) from error
-
-
-def _sixteen_to_eight_bits(pixels: np.ndarray) -> np.ndarray:
-    """(H, W) values 0-65535 -> uint8 0-255, rounded to the nearest (65535 -> 255, 32896 -> 128)."""
-    return ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-
-
-def _folders_once(top: str) -> Iterator[tuple[str, list[str]]]:
-    """(folder, names of its files) for `top` and every folder below it, each real folder once.
-
-    Symbolic links are followed (datasets are often assembled from links), but a link back to a folder
-    already seen is not: a link loop would otherwise repeat its images until the path is too long.
-    """
-    visited: set[str] = set()
-    pending = [top]
-    while pending:
-        folder = pending.pop()
-        real = os.path.realpath(folder)
-        if real in visited:
-            continue
-        visited.add(real)
-        files = []
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.is_dir():
-                    pending.append(entry.path)
-                elif entry.is_file():
-                    files.append(entry.name)
-        yield folder, files
-
-
-def _contains_image(directory: Path) -> bool:
-    """Stops at the first folder with an image, so large class folders cost one partial listing."""
-    return any(
-        name.lower().endswith(IMG_EXTENSIONS) for _, files in _folders_once(str(directory)) for name in files
-    )
 
 
 def _class_folders(split_dir: Path) -> list[str]:
@@ -102,7 +30,7 @@ def _class_folders(split_dir: Path) -> list[str]:
     classes = sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
     if not classes:
         raise FileNotFoundError(f"No class folders found in '{split_dir}'. {EXPECTED_LAYOUT}")
-    empty = [name for name in classes if not _contains_image(split_dir / name)]
+    empty = [name for name in classes if not contains_image(split_dir / name)]
     if empty:
         raise FileNotFoundError(
             f"Class folder(s) without images in '{split_dir}': {empty}. Add images "
@@ -242,7 +170,7 @@ class ImageFolderDataModule(SimCLRDataModule):
     @cached_property
     def _train_folder(self) -> ImageFolder:
         """Listed once: the size check and the training set read the same files."""
-        return _image_folder(self.layout.train_dir, transform=None)
+        return image_folder(self.layout.train_dir, transform=None)
 
     def _pretrain_images(self) -> Dataset:
         return self._train_folder
@@ -263,63 +191,8 @@ class ImageFolderDataModule(SimCLRDataModule):
                 "rename val/ to test/ (a held-out slice of train/ then validates, --data.val_holdout).",
                 stacklevel=2,
             )
-        return _image_folder(split_dir, transform=transform)
-
-
-class _ImageFolderOnce(ImageFolder):
-    """torchvision's ImageFolder (same labels, same sample order) that lists each image file once.
-
-    torchvision walks class folders with followlinks=True, so a symbolic link loop inside one repeats
-    its images until the path is too long, and then fails.
-    """
-
-    @staticmethod
-    def make_dataset(
-        directory: str | Path,
-        class_to_idx: dict[str, int],
-        extensions: tuple[str, ...] | None = None,
-        is_valid_file: Callable[[str], bool] | None = None,
-        allow_empty: bool = False,
-    ) -> list[tuple[str, int]]:
-        def accept(path: str) -> bool:
-            return is_valid_file(path) if is_valid_file else path.lower().endswith(extensions or ())
-
-        samples: list[tuple[str, int]] = []
-        for name in sorted(class_to_idx):
-            seen: set[str] = set()
-            for folder, files in sorted(_folders_once(os.path.join(directory, name))):
-                for file in sorted(files):
-                    path = os.path.join(folder, file)
-                    real = os.path.realpath(path)
-                    if real not in seen and accept(path):
-                        seen.add(real)
-                        samples.append((path, class_to_idx[name]))
-        return samples
+        return image_folder(split_dir, transform=transform)
 
 
 def _triple(values: tuple[float, float, float]) -> Triple:
     return (float(values[0]), float(values[1]), float(values[2]))
-
-
-def _image_folder(split_dir: Path, transform: ImageTransform | None) -> ImageFolder:
-    """torchvision's ImageFolder, which says in one warning how many non-image files it left out.
-
-    Files without an image extension (README.txt, .DS_Store, label files) are skipped rather than
-    fatal: they are common in real folders and harmless.
-    """
-    skipped: list[str] = []
-
-    def is_image(path: str) -> bool:
-        if path.lower().endswith(IMG_EXTENSIONS):
-            return True
-        skipped.append(path)
-        return False
-
-    dataset = _ImageFolderOnce(str(split_dir), transform=transform, loader=load_rgb, is_valid_file=is_image)
-    if skipped:
-        warnings.warn(
-            f"Skipped {len(skipped)} non-image file(s) in '{split_dir}' (e.g. '{skipped[0]}'); only files "
-            f"ending in {', '.join(IMG_EXTENSIONS)} are read.",
-            stacklevel=2,
-        )
-    return dataset

@@ -3,7 +3,7 @@
 The batched view path needs nothing from the loader but raw pixels: decoding every image once
 (50,000 CIFAR images are 150 MB, STL-10's 105,000 are 2.9 GB) and keeping them on the accelerator turns
 loading a batch into one gather, with no worker processes and no host-to-device copy. On a CPU run
-the same gather happens in the DataLoader workers, which also make the views (see datamodules.base).
+the same gather happens in the DataLoader workers, which also make the views (see views.path).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from datamodules.gpu_augment import BatchViewAugmenter
 from datamodules.sampling import BatchKey, view_seed
+from views.batched import BatchViewAugmenter
 
 # At most this share of the free accelerator memory goes to the cached images; the rest is for training.
 DEVICE_MEMORY_SHARE = 0.4

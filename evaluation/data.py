@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import SimCLRDataModule
 from datamodules.holdout import dataset_labels
-from datamodules.transforms import ImageTransform, eval_transform, probe_transform
 from evaluation.progress import shown
+from views.transforms import ImageTransform, eval_transform, probe_transform
 
 UNLABELED = -1
 

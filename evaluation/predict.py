@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from datamodules.imagefolder import load_rgb
-from datamodules.transforms import eval_transform
 from evaluation.models import ClassifierMeta, EncoderClassifier, EncoderSpec, HeadLayersSpec
 from reliability.checkpoint_files import read_checkpoint
 from reliability.errors import UserError
+from views.decode import load_rgb
+from views.transforms import eval_transform
 
 CLASSIFIER_HINT = "the classifier.pt that `evaluate.py linear` or `evaluate.py finetune` wrote"
 

@@ -12,10 +12,11 @@ import torch
 import wandb
 
 from cli import cli_main
-from datamodules.imagefolder import ImageFolderDataModule, UnreadableImageError, load_rgb
+from datamodules.imagefolder import ImageFolderDataModule
 from lightning_modules.simclr import SimCLR
 from reliability.errors import DEBUG_ENV
 from tests.run_helpers import REPOSITORY, fresh_cli_environment, smoke_args, write_image_folder
+from views.decode import UnreadableImageError, load_rgb
 
 
 @pytest.fixture(autouse=True)

@@ -15,10 +15,10 @@ from torchvision.datasets import ImageFolder
 import cli
 from cli import cli_main
 from datamodules import ImageFolderDataModule
-from datamodules.imagefolder import load_rgb
-from datamodules.transforms import eval_transform
 from evaluation.knn import knn_accuracy
 from lightning_modules.simclr import SimCLR
+from views.decode import load_rgb
+from views.transforms import eval_transform
 
 CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

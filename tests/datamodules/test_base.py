@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from datamodules.base import EvalSplit, MissingDatasetError, SimCLRDataModule, explain_missing_files
-from datamodules.transforms import ImageTransform, Triple
+from datamodules.base import EvalSplit, SimCLRDataModule
+from datamodules.missing_files import MissingDatasetError, explain_missing_files
+from views.config import Triple
+from views.transforms import ImageTransform
 
 
 class InMemoryPairs(Dataset):

@@ -9,8 +9,8 @@ import torch
 import torchvision.datasets.cifar
 
 from datamodules import CIFAR10DataModule, CIFAR100DataModule
-from datamodules.base import MissingDatasetError
 from datamodules.cifar import CIFAR10_CLASSES, CIFAR100_CLASSES
+from datamodules.missing_files import MissingDatasetError
 from tests.datamodules.fake_data import WrittenDataset, unnormalise
 
 

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from datamodules import ImageFolderDataModule
-from datamodules.folder_stats import distinct_sizes, estimate_mean_std, image_files
+from datamodules.folder_stats import distinct_sizes, estimate_mean_std
+from datamodules.listing import image_files
 from reliability.errors import UserError
 
 

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from datamodules import ImageFolderDataModule
-from datamodules.imagefolder import load_rgb
 from tests.datamodules.fake_data import unnormalise
 from tests.run_helpers import write_image_folder
+from views.decode import load_rgb
 
 # One solid-colour image per mode, so the expected RGB value survives any resize and crop.
 # (mode, size, file name, how to build it, the RGB it must load as)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datamodules.imagefolder import ImageFolderDataModule, UnreadableImageError, load_rgb
+from datamodules.imagefolder import ImageFolderDataModule
 from tests.run_helpers import write_image_folder
+from views.decode import UnreadableImageError, load_rgb
 
 
 def write_png_rgb16(path: Path, pixels: np.ndarray) -> None:

@@ -9,7 +9,7 @@ import torch
 import torchvision.datasets.stl10
 
 from datamodules import STL10DataModule
-from datamodules.base import MissingDatasetError
+from datamodules.missing_files import MissingDatasetError
 from datamodules.stl10 import STL10_CLASSES
 from tests.datamodules.fake_data import WrittenDataset, unnormalise
 

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from datamodules import CIFAR10DataModule, ImageFolderDataModule, STL10DataModule
-from datamodules.pil_views import SimCLRTrainingDataset
 from datamodules.sampling import BatchKey, ResumableBatchSampler, view_seed
 from datamodules.uint8_cache import CachedImages
 from lightning_modules.simclr import SimCLR
 from tests.datamodules.fake_data import WrittenDataset
+from views.per_image_dataset import SimCLRTrainingDataset
 
 
 def test_cifar_pixels_are_cached_once_and_served_as_shuffled_batches_of_views(

@@ -18,20 +18,10 @@ from torch.utils.data import DataLoader
 from torchvision import transforms as v1
 from torchvision.transforms import v2
 
-from datamodules.gpu_augment import AugmentConfig
-from datamodules.pil_views import (
-    BRIGHTNESS,
-    CONTRAST,
-    CROP_UNIFORMS,
-    HUE,
-    SATURATION,
-    PilProbeView,
-    PilSimCLRView,
-    SimCLRTrainingDataset,
-    ViewDraw,
-    sample_crop,
-)
 from tests.datamodules.fake_data import unnormalise
+from views.config import BRIGHTNESS, CONTRAST, HUE, SATURATION, AugmentConfig
+from views.per_image import CROP_UNIFORMS, PilProbeView, PilSimCLRView, ViewDraw, sample_crop
+from views.per_image_dataset import SimCLRTrainingDataset
 
 Z = 4.5
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

@@ -15,21 +15,13 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from datamodules.gpu_augment import (
-    AugmentConfig,
-    BatchViewAugmenter,
-    ViewParams,
-    adjust_hue,
-    color_jitter,
-    gaussian_blur,
-    resample,
-    rgb_to_grayscale,
-    sample_resized_crops,
-    sample_view_params,
-)
-from datamodules.transforms import blur_kernel_size, uses_blur
 from tests.datamodules.fake_data import unnormalise
 from tests.op_counts import count_aten_ops
+from views.batched import BatchViewAugmenter
+from views.colour import adjust_hue, color_jitter, gaussian_blur, rgb_to_grayscale
+from views.config import AugmentConfig, blur_kernel_size, uses_blur
+from views.params import ViewParams, sample_resized_crops, sample_view_params
+from views.resample import resample
 
 Z = 4.5
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

@@ -6,8 +6,9 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from datamodules.transforms import blur_kernel_size, eval_transform, probe_transform, uses_blur
 from tests.datamodules.fake_data import unnormalise
+from views.config import blur_kernel_size, uses_blur
+from views.transforms import eval_transform, probe_transform
 
 MEAN = (0.5, 0.4, 0.3)
 STD = (0.25, 0.2, 0.3)

@@ -1,8 +1,8 @@
-"""The evaluation and weak (probe) transforms, and the view settings both SimCLR view paths share.
+"""The evaluation and weak (probe) transforms: torchvision v2 pipelines on one image at a time.
 
-The SimCLR training views themselves live in `pil_views` (one image at a time, PIL) and `gpu_augment`
-(a batch at a time, tensors). The transforms here convert to a uint8 tensor first and only the last
-step makes the normalised float tensor.
+The SimCLR training views themselves live in `views.per_image` (one image at a time, PIL) and
+`views.batched` (a batch at a time, tensors). The transforms here convert to a uint8 tensor first and
+only the last step makes the normalised float tensor.
 """
 
 from __future__ import annotations
@@ -13,14 +13,11 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
+from views.config import SMALL_IMAGE_MAX_SIZE
+
 # Resizing to size / 0.875 before the centre crop is the standard ImageNet evaluation protocol.
 EVAL_CENTER_CROP_FRACTION = 0.875
-# Above this size images are "large" and the probe uses RandomResizedCrop instead of CIFAR-style padding.
-SMALL_IMAGE_MAX_SIZE = 64
-# SimCLR only blurs at resolutions where blur does not erase the little detail there is (paper, App. B.9).
-BLUR_MIN_IMAGE_SIZE = 96
 
-Triple = tuple[float, float, float]
 ImageTransform = Callable[[Any], torch.Tensor]
 
 
@@ -30,17 +27,6 @@ def _to_normalised_float(mean: Sequence[float], std: Sequence[float]) -> list[v2
         v2.Normalize(mean=list(mean), std=list(std)),
         v2.ToPureTensor(),
     ]
-
-
-def blur_kernel_size(image_size: int) -> int:
-    """About 10% of the image side as in the paper; Gaussian kernels must be odd."""
-    kernel_size = max(3, int(0.1 * image_size))
-    return kernel_size if kernel_size % 2 == 1 else kernel_size + 1
-
-
-def uses_blur(image_size: int, blur: bool | None) -> bool:
-    """blur=None follows the paper: blur only from BLUR_MIN_IMAGE_SIZE px; True/False force it."""
-    return image_size >= BLUR_MIN_IMAGE_SIZE if blur is None else blur
 
 
 def _fit_to_square(image_size: int, native_size: int | None) -> list[v2.Transform]:
