@@ -152,6 +152,15 @@ class SimCLRCLI(LightningCLI):
         self._check_checkpoint_fits()
         # Checked here, before DDP starts one process per device, rather than in each of them.
         check_encoder_takes(self.model.encoder, self.datamodule.image_size, self.model.hparams.backbone)
+        multi_crop = getattr(self.datamodule, "multi_crop", None)
+        if multi_crop is not None:
+            # This project's ViTs are built for one input size; multi-crop needs the encoder to take two.
+            check_encoder_takes(
+                self.model.encoder, multi_crop.size, self.model.hparams.backbone,
+                f"The small views of --data.num_small_views {multi_crop.count} need an encoder that takes "
+                "a second input size (ResNets do): set another --data.small_view_size or "
+                "--model.backbone, or --data.num_small_views 0.",
+            )  # fmt: skip
         global_batch, world_size = self.datamodule.batch_size, self.trainer.world_size
         if global_batch % world_size != 0:
             smaller = max(world_size, global_batch // world_size * world_size)

@@ -40,6 +40,7 @@ from datamodules.loaders import (
 from datamodules.uint8_cache import CachedImages, decode_to_uint8, place_images
 from views.batched import BatchViewAugmenter
 from views.config import AugmentConfig, Triple
+from views.multicrop import SWAV_SMALL_CROP_SCALE, MultiCrop, MultiCropBatchAugmenter
 from views.path import ViewPath, choose_view_path, resolve_view_path
 from views.per_image import PilProbeView, PilSimCLRView
 from views.per_image_dataset import SimCLRTrainingDataset
@@ -78,12 +79,18 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         probe_view: bool = False,
         val_holdout: float | None = None,
         val_holdout_seed: int = 0,
+        num_small_views: int = 0,
+        small_view_size: int | None = None,
+        small_crop_scale: tuple[float, float] = SWAV_SMALL_CROP_SCALE,
     ) -> None:
         """`view_path`: "auto" (the faster path where the views are made, see the module docstring),
         "batched" or "per_image". `gpu_augment` is its deprecated alias.
         `probe_view`: also make each image's weak probe view (batch key "probe_view"), read only by
         `OnlineLinearProbe(features="probe_view")`; off, each step makes 2 views per image instead of 3.
-        The command line sets it from `--probe.features`."""
+        The command line sets it from `--probe.features`.
+        `num_small_views`: multi-crop (views.multicrop): this many small views per image beside the two
+        large ones, `small_view_size` px (default: image_size x 96 / 224 as in SwAV, to a multiple of 8),
+        cropped from `small_crop_scale` of the area (SwAV: 0.05-0.14); 0 keeps SimCLR's two views."""
         super().__init__()
         self.save_hyperparameters()
         view_path = resolve_view_path(view_path, gpu_augment)
@@ -119,6 +126,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         self.view_path_used: str | None = None
         self._augmenter: BatchViewAugmenter | None = None
         self._image_size: int = image_size if image_size is not None else self.native_image_size  # type: ignore[assignment]
+        self.multi_crop = MultiCrop.of(num_small_views, small_view_size, small_crop_scale, self.image_size)
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
@@ -292,7 +300,10 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         # The rank seeds the views: every rank starts from the same seed (see ProcessGenerator).
         rank = self.trainer.global_rank if self.trainer is not None else 0
         probe = PilProbeView(self.image_size) if self.probe_view else None
-        return SimCLRTrainingDataset(images, view, probe, rank)
+        multi_crop, small_views = self.multi_crop, None
+        if multi_crop is not None:
+            small_views = (PilSimCLRView(multi_crop.small_view_config(view.config)), multi_crop.count)
+        return SimCLRTrainingDataset(images, view, probe, rank, small_views)
 
     def _build_cached_images(self, training_images: Dataset) -> CachedImages:
         """The batched path: pixels decoded once, kept on the device (or pinned), or in host memory on CPU."""
@@ -300,8 +311,11 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         self._check_enough_images(len(images))
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         images, labels = place_images(images, labels, device)
-        augmenter = BatchViewAugmenter(
-            AugmentConfig.simclr(**self._view_settings()), self.compile_augment, self.probe_view
+        config = AugmentConfig.simclr(**self._view_settings())
+        augmenter = (
+            BatchViewAugmenter(config, self.compile_augment, self.probe_view)
+            if self.multi_crop is None
+            else MultiCropBatchAugmenter(config, self.multi_crop, self.compile_augment, self.probe_view)
         )
         rank = self.trainer.global_rank if self.trainer is not None else 0
         if images.device.type == "cpu" and device.type == "cpu":

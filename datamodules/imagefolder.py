@@ -16,6 +16,7 @@ from datamodules.base import EvalSplit, SimCLRDataModule
 from datamodules.folder_stats import distinct_sizes, estimate_mean_std, folder_native_size
 from datamodules.listing import contains_image, image_files, image_folder
 from views.config import Triple
+from views.multicrop import SWAV_SMALL_CROP_SCALE
 from views.path import ViewPath
 from views.transforms import ImageTransform
 
@@ -108,6 +109,9 @@ class ImageFolderDataModule(SimCLRDataModule):
         probe_view: bool = False,
         val_holdout: float | None = None,
         val_holdout_seed: int = 0,
+        num_small_views: int = 0,
+        small_view_size: int | None = None,
+        small_crop_scale: tuple[float, float] = SWAV_SMALL_CROP_SCALE,
     ) -> None:
         layout = scan_layout(Path(root))
         self.native_image_size = folder_native_size(
@@ -131,6 +135,9 @@ class ImageFolderDataModule(SimCLRDataModule):
             probe_view=probe_view,
             val_holdout=val_holdout,
             val_holdout_seed=val_holdout_seed,
+            num_small_views=num_small_views,
+            small_view_size=small_view_size,
+            small_crop_scale=small_crop_scale,
         )
         self.layout = layout
         if (mean is None) != (std is None):

@@ -62,6 +62,11 @@ class NormaliseViews:
             out = torch.empty(pixels.shape, dtype=torch.float32)
             torch.mul(pixels, self.scale, out=out)
             batch[key] = out.add_(self.shift)
+        if "small_views" in batch:  # [B, N, s, s, 3] -> [N, B, 3, s, s], view-major (views.multicrop)
+            pixels = batch["small_views"].permute(1, 0, 4, 2, 3)
+            out = torch.empty(pixels.shape, dtype=torch.float32)
+            torch.mul(pixels, self.scale, out=out)
+            batch["small_views"] = out.add_(self.shift)
         return batch
 
 
@@ -74,11 +79,19 @@ class SimCLRTrainingDataset(Dataset):
     """
 
     def __init__(
-        self, images: Dataset, view: PilSimCLRView, probe_view: PilProbeView | None = None, rank: int = 0
+        self,
+        images: Dataset,
+        view: PilSimCLRView,
+        probe_view: PilProbeView | None = None,
+        rank: int = 0,
+        small_views: tuple[PilSimCLRView, int] | None = None,
     ) -> None:
+        """`small_views`: (the small view, how many per image), drawn after the others (views.multicrop);
+        items then hold "small_views" [N, s, s, 3] and batches [N, B, 3, s, s]."""
         self.images = images
         self.view = view
         self.probe_view = probe_view
+        self.small_views = small_views
         self.collate = NormaliseViews(view.config.mean, view.config.std)
         self.generator = ProcessGenerator(rank)
 
@@ -93,5 +106,8 @@ class SimCLRTrainingDataset(Dataset):
         item: dict[str, Tensor | int] = {"view1": self.view(image, rng), "view2": self.view(image, rng)}
         if self.probe_view is not None:
             item["probe_view"] = self.probe_view(image, rng)
+        if self.small_views is not None:
+            small_view, count = self.small_views
+            item["small_views"] = torch.stack([small_view(image, rng) for _ in range(count)])
         item["label"] = int(label)
         return item
