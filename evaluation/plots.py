@@ -146,20 +146,30 @@ def plot_training_curves(history: History, path: Path, title: str = "training cu
 
 
 def plot_view_pairs(
-    view1: Tensor, view2: Tensor, mean: Sequence[float], std: Sequence[float], path: Path, max_pairs: int = 16
+    view1: Tensor,
+    view2: Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    path: Path,
+    max_pairs: int = 16,
+    small_views: Tensor | None = None,
 ) -> Path:
-    """Each column one image: its two augmented views stacked, un-normalised back to pixels."""
+    """Each column one image: its two augmented views stacked, then its small multi-crop views
+    ([N, B, 3, s, s], drawn at the same cell size), un-normalised back to pixels."""
     count = min(max_pairs, len(view1))
     columns = min(8, count)
-    rows = 2 * int(np.ceil(count / columns))
+    stacked = [view1, view2, *(small_views if small_views is not None else [])]
+    per_image = len(stacked)
+    rows = per_image * int(np.ceil(count / columns))
     figure, grid = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.6 * rows), squeeze=False)
     for axes in grid.flat:
         axes.axis("off")
     for index in range(count):
-        row, column = 2 * (index // columns), index % columns
-        for offset, views in enumerate((view1, view2)):
+        row, column = per_image * (index // columns), index % columns
+        for offset, views in enumerate(stacked):
             grid[row + offset, column].imshow(_to_pixels(views[index], mean, std))
-    figure.suptitle("SimCLR view pairs of the first batch (top: view 1, bottom: view 2)")
+    small = f", then its {per_image - 2} small views" if per_image > 2 else ""
+    figure.suptitle(f"SimCLR views of the first batch (each column an image: view 1, view 2{small})")
     return _save(figure, path)
 
 

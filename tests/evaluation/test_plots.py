@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from evaluation.plots import (
     confusion_matrix,
@@ -55,3 +56,15 @@ def test_curves_give_the_health_metrics_panels_of_their_own() -> None:
     }
     # A run that logged none of them keeps the two panels it always had.
     assert [label for _, label, _ in curve_panels({"train/loss": [(1, 5.0)]})] == ["loss", "accuracy"]
+
+
+def test_view_pairs_add_a_row_per_small_view(tmp_path: Path) -> None:
+    views = torch.randn(4, 3, 8, 8)
+    mean, std = (0.5, 0.5, 0.5), (0.2, 0.2, 0.2)
+    pairs = plot_view_pairs(views, views, mean, std, tmp_path / "pairs.png")
+    small = plot_view_pairs(
+        views, views, mean, std, tmp_path / "small.png", small_views=torch.randn(2, 4, 3, 4, 4)
+    )
+    # One image per column, 1.6 inches a row at 110 dpi: 2 rows, then 2 + 2.
+    assert Image.open(pairs).size[1] == round(2 * 1.6 * 110)
+    assert Image.open(small).size[1] == round(4 * 1.6 * 110)
