@@ -15,7 +15,8 @@ schedule within the budget. The encoder is scored by weighted kNN (k=200, T=0.1)
 against the training subset at 1/4, 1/2, 3/4 and all of the budget (and at initialisation); seed s
 starts both arms from the same weights, so differences are paired per seed.
 
-    python bench/multicrop_curve.py --save /tmp/multicrop.json --append BENCHMARKS.md   # ~25 min idle
+    python bench/multicrop_curve.py --save /tmp/multicrop.json --append BENCHMARKS.md   # the comparison
+    python bench/multicrop_curve.py --table_from /tmp/multicrop.json                      # its table again
     python bench/multicrop_curve.py --smoke                                               # seconds
 """
 
@@ -144,6 +145,10 @@ def run_arm(args, root: Path, seed: int, small_views: int, total_steps: int) -> 
 
 
 def table(curves: dict[str, list[list[float]]], run: dict) -> str:
+    """The seeds both arms finished (a run stopped early saves those), one row per share of the budget."""
+    finished = min(len(curves[arm]) for arm in ARMS)
+    curves = {arm: curves[arm][:finished] for arm in ARMS}
+    seeds = run["seeds"][:finished]
     lines = [
         "| share of the budget | 2 views: kNN top-1 %, mean [min, max] | 2 + "
         f"{run['small_views']} small views: same | multi-crop - 2 views per seed, mean [95% CI] |",
@@ -161,7 +166,7 @@ def table(curves: dict[str, list[list[float]]], run: dict) -> str:
     seconds = cost["seconds_per_step"]
     lines += [
         "",
-        f"Seeds {run['seeds']}; {run['train_per_class']} train / {run['test_per_class']} test images per "
+        f"Seeds {seeds}; {run['train_per_class']} train / {run['test_per_class']} test images per "
         f"class; {run['backbone']} at 32 px, small views 16 px; batch {run['batch_size']}. Step cost "
         f"(CPU s/step, median of {run['rounds']} interleaved rounds of {run['steps']} steps): 2 views "
         f"{seconds['two_views']:.3f}, multi-crop {seconds['multicrop']:.3f}, ratio {cost['ratio']:.2f} "
@@ -191,8 +196,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="steps per timing round")
     parser.add_argument("--append", type=Path, help="append the table to this Markdown file")
     parser.add_argument("--save", type=Path, help="write the curves and the run's details to this JSON file")
+    parser.add_argument("--table_from", type=Path, help="print a --save file's table; no training")
     parser.add_argument("--smoke", action="store_true", help="a run of seconds that checks the script")
     args = parser.parse_args()
+    if args.table_from:
+        saved = json.loads(args.table_from.read_text())
+        print(table(saved["curves"], saved["run"]))
+        return
     if args.smoke:
         args.train_per_class, args.test_per_class, args.epochs, args.batch_size = 8, 4, 1, 16
         args.seeds, args.workers, args.rounds, args.steps = args.seeds[:2], 0, 3, 1

@@ -7,7 +7,7 @@ setting; after every epoch (and at initialisation) the encoder's RankMe of the t
 T=0.1) against the training subset. callbacks/rankme.py warns below half of the highest RankMe a run
 has logged; the table's last column is, per run, the lowest ratio of a RankMe to the highest before it.
 
-    python bench/rankme_collapse.py        # ~4 minutes idle
+    python bench/rankme_collapse.py        # the four runs and their table
     python bench/rankme_collapse.py --smoke
 """
 

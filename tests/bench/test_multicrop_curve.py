@@ -29,3 +29,18 @@ def test_table_pairs_the_arms_per_seed_at_each_share_of_the_budget() -> None:
         "ratio 1.60 (rounds 1.50-1.70)" in text
         and "multi-crop 152 steps (8 epochs), 2 views 243 steps" in text
     )
+
+
+def test_a_run_stopped_early_reports_the_seeds_both_arms_finished() -> None:
+    curves = {"two_views": [[0.1] * 5, [0.2] * 5], "multicrop": [[0.3] * 5]}
+    run = dict(
+        seeds=[0, 1, 2], train_per_class=1, test_per_class=1, epochs=1, small_views=4, batch_size=2,
+        backbone="b", rounds=1, steps=1, multicrop_steps=1, two_view_steps=2,
+        seconds={"two_views": 1.0, "multicrop": 1.0},
+        step_cost={"seconds_per_step": {"two_views": 1, "multicrop": 2}, "ratio": 2.0, "round_ratios": [2]},
+        load_start=[1, 1, 1], load_end=[1, 1, 1], machine="x", versions="y", command="z",
+    )  # fmt: skip
+    text = table(curves, run)
+    assert "Seeds [0];" in text
+    last_row = [line for line in text.splitlines() if line.startswith("| 1 |")][0]
+    assert last_row.split("|")[2].strip() == "10.0"  # the first seed's two-view run only
