@@ -3,8 +3,11 @@
 Ours come from the project's own datamodule, built from a config file's `data:` section, so a benchmark
 follows whatever path that config picks. The peers' pipelines get the settings of that same datamodule
 (image size, crop scale, jitter strength, blur, mean/std), so every pipeline does the same augmentation.
-Every source starts from the same decoded uint8 pixels held in memory: JPEG decoding is counted for none;
-making a PIL image or tensor per item, cropping, colour, collation and normalisation are counted for all.
+For the fixed-size datasets every source starts from the same decoded uint8 pixels held in memory: JPEG
+decoding is counted for none; making a PIL image or tensor per item, cropping, colour, collation and
+normalisation are counted for all. For an image folder (`SourceInputs.pixels` None) every source reads the
+same JPEG files under root/train, so decoding is counted for all: ours through the datamodule, the peers'
+through torchvision's ImageFolder and its PIL loader, as their training scripts read ImageNet.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as v1
+from torchvision.datasets import ImageFolder
 
 from datamodules.base import SimCLRDataModule
 from views.config import blur_kernel_size, uses_blur
@@ -68,7 +72,7 @@ class SourceInputs:
 
     config_file: Path
     root: Path
-    pixels: np.ndarray  # [N, H, W, 3] uint8, the images written under `root`
+    pixels: np.ndarray | None  # [N, H, W, 3] uint8, the images written under `root`; None: JPEG files there
     batch_size: int
     workers: int
     device: torch.device
@@ -105,10 +109,12 @@ def build_datamodule(inputs: SourceInputs, path: str | None = None) -> SimCLRDat
     data = yaml.safe_load(inputs.config_file.read_text())["data"]
     module_name, _, class_name = data["class_path"].rpartition(".")
     datamodule_class = getattr(importlib.import_module(module_name), class_name)
+    parameters = inspect.signature(datamodule_class.__init__).parameters
     arguments = {
         **data.get("init_args", {}),
         "root": str(inputs.root),
-        "download": False,
+        # Offline; an image folder has nothing to download and takes no such argument.
+        **({"download": False} if "download" in parameters else {}),
         "num_workers": inputs.workers,
         "batch_size": inputs.batch_size,
         # The benchmark times training views; a validation slice of a small subset would only shrink it.
@@ -170,6 +176,22 @@ class PILViews(Dataset):
         return {"view1": view1, "view2": view2, "label": index % 10}
 
 
+class FileViews(Dataset):
+    """The two views of each image of root/train, read by torchvision's ImageFolder (decoding counted)."""
+
+    def __init__(self, train_dir: Path, two_views: Callable[[Image.Image], Sequence[Tensor]]) -> None:
+        self.images = ImageFolder(str(train_dir))
+        self.two_views = two_views
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor | int]:
+        image, label = self.images[index]
+        view1, view2 = self.two_views(image)
+        return {"view1": view1, "view2": view2, "label": label}
+
+
 def peers_view(settings: ViewSettings) -> v1.Compose:
     """What most SimCLR ports use: torchvision v1 on PIL, the paper's augmentation."""
     s = settings.jitter_strength
@@ -198,8 +220,12 @@ def lightly_two_views(settings: ViewSettings) -> Callable[[Image.Image], Sequenc
 
 
 def pil_batches(inputs: SourceInputs, two_views: Callable[[Image.Image], Sequence[Tensor]]) -> BatchSource:
+    if inputs.pixels is None:
+        dataset: Dataset = FileViews(inputs.root / "train", two_views)
+    else:
+        dataset = PILViews(inputs.pixels, two_views)
     loader = DataLoader(
-        PILViews(inputs.pixels, two_views), batch_size=inputs.batch_size, shuffle=True, drop_last=True,
+        dataset, batch_size=inputs.batch_size, shuffle=True, drop_last=True,
         num_workers=inputs.workers, persistent_workers=inputs.workers > 0,
         pin_memory=inputs.device.type == "cuda",
     )  # fmt: skip
@@ -222,6 +248,8 @@ def kornia_batches(inputs: SourceInputs, settings: ViewSettings) -> BatchSource:
     if settings.blur:
         kernel = blur_kernel_size(size)
         steps.append(K.RandomGaussianBlur((kernel, kernel), (0.1, 2.0), p=0.5))
+    if inputs.pixels is None:
+        raise ValueError("kornia.augmentation batches images of one size in memory, not a folder of files")
     normalise = K.Normalize(torch.tensor(settings.mean), torch.tensor(settings.std))
     augment = K.AugmentationSequential(*steps, normalise).to(inputs.device)
     images = torch.from_numpy(inputs.pixels).permute(0, 3, 1, 2).contiguous().to(inputs.device)

@@ -37,6 +37,7 @@ from datamodules.loaders import (
     per_image_training_loader,
     run_seed,
 )
+from datamodules.sampling import listed_files, listed_labels
 from datamodules.uint8_cache import CachedImages, decode_to_uint8, place_images
 from views.batched import BatchViewAugmenter
 from views.config import AugmentConfig, Triple
@@ -303,7 +304,10 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         multi_crop, small_views = self.multi_crop, None
         if multi_crop is not None:
             small_views = (PilSimCLRView(multi_crop.small_view_config(view.config)), multi_crop.count)
-        return SimCLRTrainingDataset(images, view, probe, rank, small_views)
+        files = listed_files(images)
+        labels = listed_labels(images) if files is not None else None
+        listed = None if labels is None else labels.tolist()
+        return SimCLRTrainingDataset(images, view, probe, rank, files, listed, small_views)
 
     def _build_cached_images(self, training_images: Dataset) -> CachedImages:
         """The batched path: pixels decoded once, kept on the device (or pinned), or in host memory on CPU."""

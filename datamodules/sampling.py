@@ -20,6 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler, Subset
+from torchvision.datasets import DatasetFolder
+
+from views.decode import load_rgb
 
 
 class ResumableSampler(DistributedSampler):
@@ -123,6 +126,24 @@ def listed_labels(dataset: Dataset) -> np.ndarray | None:
     if parts is not None:
         listed = [listed_labels(part) for part in parts]
         return None if any(labels is None for labels in listed) else np.concatenate(listed)  # type: ignore[arg-type]
+    return None
+
+
+def listed_files(dataset: Dataset) -> list[str] | None:
+    """The file of every sample, when the dataset loads files with the project's loader; else None.
+
+    The per-image views then read those files themselves (views/crop_decode.py), decoding JPEGs
+    faster and at a reduced scale where the crops allow it; the pixels they start from are the loader's.
+    Datasets of decoded pixels (CIFAR, STL-10) and folders read by any other loader are left to load.
+    """
+    if isinstance(dataset, Subset):
+        parent = listed_files(dataset.dataset)
+        return None if parent is None else [parent[index] for index in dataset.indices]
+    wrapped = getattr(dataset, "images", None)  # HeldOutLabelsHidden: same images, some labels hidden
+    if isinstance(wrapped, Dataset):
+        return listed_files(wrapped)
+    if isinstance(dataset, DatasetFolder) and dataset.loader is load_rgb:
+        return [path for path, _ in dataset.samples]
     return None
 
 

@@ -50,3 +50,24 @@ def test_smoke_run_writes_every_pipeline_with_consistent_figures(tmp_path: Path)
             assert row["min"] <= row["median"] <= row["max"]
             assert math.isclose(row["x_peers"], row["views_per_s"] / baseline, rel_tol=1e-12), pipeline
             assert f"{row['median']:,.0f} ({row['min']:,.0f}-{row['max']:,.0f})" in completed.stdout
+
+
+def test_smoke_run_of_the_photo_folder_config_reports_every_pipeline(tmp_path: Path) -> None:
+    report = tmp_path / "views.json"
+    completed = subprocess.run(
+        [sys.executable, "bench/views.py", "--smoke", "--config", "imagefolder", "--json", str(report)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    payload = json.loads(report.read_text())
+    assert "ImageNet-like JPEGs" in payload["machine"]["photos"] and "images" not in payload["machine"]
+    measured = {row["pipeline"]: row for row in payload["results"]}
+    assert all(row["config"] == "imagefolder" for row in payload["results"])
+    not_measured = payload["not_measured"]["imagefolder"]
+    # Every listed pipeline is measured or said why not (batched: until it takes images of any size).
+    assert set(measured) | set(not_measured) | set(payload["skipped"]) == {
+        "default", "per_image", "batched", "peers_pil", "lightly"
+    }  # fmt: skip
+    assert {"default", "per_image", "peers_pil"} <= set(measured)
+    assert all(row["views_per_s"] > 0 and row["rounds"] == 3 for row in measured.values())
+    assert "| imagefolder (224 px), median (min-max) | x peers |" in completed.stdout

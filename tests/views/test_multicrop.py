@@ -10,13 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules import CIFAR10DataModule
+from datamodules import CIFAR10DataModule, ImageFolderDataModule
 from datamodules.sampling import BatchKey
 from tests.datamodules.fake_data import WrittenDataset, write_cifar10
+from tests.run_helpers import write_image_folder
 from views.batched import BatchViewAugmenter
 from views.config import AugmentConfig
+from views.crop_decode import ImageFile
+from views.decode import load_rgb
 from views.multicrop import MultiCrop, MultiCropBatchAugmenter, default_small_view_size
-from views.per_image import PilSimCLRView
+from views.per_image import PilProbeView, PilSimCLRView
 from views.per_image_dataset import SimCLRTrainingDataset
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -133,6 +136,17 @@ def test_the_datamodule_flags_make_small_views_on_both_paths(
     assert batch["view1"].shape == (4, 3, 32, 32)
 
 
+def test_an_image_folder_read_file_by_file_makes_small_views(tmp_path) -> None:
+    root = write_image_folder(tmp_path / "images", ("a", "b"), 4, image_side=48)
+    datamodule = ImageFolderDataModule(
+        str(root), batch_size=4, num_workers=0, image_size=32, view_path="per_image", num_small_views=3
+    )
+    datamodule.setup("fit")
+    assert datamodule.train_dataset.files is not None  # the per-image path reads the files itself
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["small_views"].shape == (3, 4, 3, 16, 16)
+
+
 def test_batched_small_views_are_a_function_of_the_batch_seed(cifar10_root: WrittenDataset) -> None:
     """A resumed run, or another worker, draws the same small views for the same (epoch, batch)."""
     datamodule = CIFAR10DataModule(
@@ -144,3 +158,50 @@ def test_batched_small_views_are_a_function_of_the_batch_seed(cifar10_root: Writ
     assert torch.equal(first["small_views"], again["small_views"])
     other = datamodule.train_dataset[BatchKey(epoch=2, batch=2, indices=key.indices)]
     assert not torch.equal(first["small_views"], other["small_views"])
+
+
+def test_reading_files_gives_the_small_views_the_loader_path_gives(tmp_path) -> None:
+    """Files (views/crop_decode.py) and loaded images draw large, small, then probe views alike."""
+    rng = np.random.default_rng(0)
+    paths, labels = [], [0, 1, 0, 1]
+    for index in range(4):
+        side = 40 + 6 * index  # small enough that no crop allows a reduced decode
+        pixels = rng.integers(0, 256, (side, side + 4, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / f"{index}.jpg", quality=90)
+        paths.append(str(tmp_path / f"{index}.jpg"))
+    loaded = [(load_rgb(path), label) for path, label in zip(paths, labels, strict=True)]
+    large = PilSimCLRView(AugmentConfig.simclr(32, MEAN, STD))
+    small = (PilSimCLRView(MultiCrop(count=3, size=SMALL).small_view_config(large.config)), 3)
+    probe = PilProbeView(32)
+    by_loader = SimCLRTrainingDataset(loaded, large, probe, small_views=small)
+    by_file = SimCLRTrainingDataset(loaded, large, probe, files=paths, labels=labels, small_views=small)
+    batches = []
+    for dataset in (by_loader, by_file):
+        torch.manual_seed(5)
+        batches.append(dataset.collate([dataset[i] for i in range(4)]))
+    assert batches[0]["small_views"].shape == (3, 4, 3, SMALL, SMALL)
+    for key in ("view1", "view2", "small_views", "probe_view", "label"):
+        torch.testing.assert_close(batches[1][key], batches[0][key], atol=0, rtol=0)
+
+
+def test_a_file_is_decoded_no_smaller_than_its_small_crops_allow(tmp_path, monkeypatch) -> None:
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)).save(
+        tmp_path / "big.jpg", quality=80
+    )
+    path = str(tmp_path / "big.jpg")
+    large = PilSimCLRView(AugmentConfig.simclr(32, MEAN, STD))
+    small_view = PilSimCLRView(MultiCrop(count=3, size=64).small_view_config(large.config))
+    dataset = SimCLRTrainingDataset([], large, files=[path], labels=[0], small_views=(small_view, 3))
+    reductions: list[int] = []
+    decode = ImageFile.decode
+    monkeypatch.setattr(
+        ImageFile, "decode", lambda self, reduction=1: reductions.append(reduction) or decode(self, reduction)
+    )
+    item = dataset._views_of_file(path, np.random.default_rng(1))
+    assert item["small_views"].shape == (3, 64, 64, 3)
+
+    source, rng = ImageFile.open(path), np.random.default_rng(1)  # the same draws again
+    large_boxes = [large.draw(rng, *source.size).box for _ in range(2)]
+    small_boxes = [small_view.draw(rng, *source.size).box for _ in range(3)]
+    assert source.reduction_for(large_boxes, 32) > source.reduction_for(small_boxes, 64)  # the premise
+    assert reductions == [source.reduction_for(small_boxes, 64)]
