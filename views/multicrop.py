@@ -6,8 +6,8 @@ blur draws as the large views (SwAV's and VISSL's multi-crop transforms apply on
 crop), so each view path makes them with its own renderer, given `small_view_config`. Their parameters
 are drawn after the large views' from the same generator (after the probe view's on the batched path,
 before it on the per-image path), so they are seeded as the large views are (on the batched path per
-(run seed, rank, epoch, batch): a resumed run draws what the uninterrupted one drew), and turning them
-on leaves the large views unchanged.
+(run seed, rank, epoch, batch): a resumed run draws what the uninterrupted one drew); on the batched
+path turning them on leaves the large views unchanged.
 The training batch then also holds "small_views": [N small views, B, 3, S, S], view-major.
 """
 
