@@ -16,26 +16,34 @@ from pathlib import Path
 import torch
 from jsonargparse import DefaultHelpFormatter, Namespace, lazy_instance
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
-from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.callbacks import RichProgressBar
+from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 from pytorch_lightning.plugins.io import CheckpointIO
 
 from callbacks import KNNMonitor, OnlineLinearProbe, RankMeMonitor, TrainingCurves, ViewPairsGrid
 from callbacks.finite_loss import StopOnNonFiniteLoss
-from callbacks.preemption import CheckpointOnSigterm
+from callbacks.preemption import CheckpointOnStop
 from callbacks.progress_bar import ReadableProgressBar
+from callbacks.run_checkpoint import RunCheckpoint
 from callbacks.run_summary import RunSummary
 from callbacks.throughput import ViewsPerSecond
+from data_help import add_help_with_data_options
 from datamodules import SimCLRDataModule
-from help_text import TRAIN_DESCRIPTION, TRAIN_SUBCOMMANDS
+from help_text import NO_PREDICT, TRAIN_DESCRIPTION, TRAIN_SUBCOMMANDS
 from lightning_modules.simclr import SimCLR
 from quiet_console import silence_known_noise
 from reliability.checkpoint_io import AtomicCheckpointIO
-from reliability.code_version import code_version
 from reliability.config_files import check_config_files
 from reliability.errors import UserError, parser_kwargs_raising_errors, reported_as_one_line
-from reliability.model_checks import check_encoder_takes
+from reliability.fit_settings import (
+    check_fit_trains,
+    check_resume_keeps_the_batch,
+    check_resume_keeps_the_optimiser,
+    check_resume_keeps_the_views,
+)
+from reliability.model_checks import check_encoder_takes, check_encoder_takes_small_views
 from reliability.process_group import destroy_process_group_if_any
+from reliability.run_config import SaveAndLogConfig, place_logs_in_run_dir
 from reliability.run_folder import (
     CONFIG_FILENAME,
     RUN_DIR_ENV,
@@ -50,6 +58,7 @@ from reliability.run_folder import (
     resolve_wandb_run_id,
     saved_wandb_id,
 )
+from reliability.stop_signals import sigterm_exits
 from reliability.wandb_mode import choose_wandb_mode
 
 # Checkpoint hyperparameters that change the shape of the weights.
@@ -60,14 +69,20 @@ ARCHITECTURE_HPARAMS = (
 
 
 class SimCLRCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's, less predict: SimCLR trains no classifier to predict with (help_text.NO_PREDICT)."""
+        return {name: skip for name, skip in LightningCLI.subcommands().items() if name != "predict"}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        add_help_with_data_options(parser)  # the subcommand parsers are made with add_help=False
         # The datamodule is the single source of the image size and the global batch.
         parser.link_arguments("data.image_size", "model.image_size", apply_on="instantiate")
         parser.link_arguments("data.batch_size", "model.batch_size", apply_on="instantiate")
         # Added as their own config sections (not trainer.callbacks) so that a config file listing
         # extra callbacks cannot silently drop the probe or the checkpointing.
         parser.add_lightning_class_args(OnlineLinearProbe, "probe")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/probe_top1",
@@ -80,7 +95,7 @@ class SimCLRCLI(LightningCLI):
             }
         )
         # Periodic last.ckpt within epochs: at most every_n_train_steps steps are lost to a crash.
-        parser.add_lightning_class_args(ModelCheckpoint, "step_checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "step_checkpoint")
         parser.set_defaults(
             {
                 "step_checkpoint.every_n_train_steps": 500,
@@ -110,8 +125,13 @@ class SimCLRCLI(LightningCLI):
         if self.subcommand == "fit" and config.get("ckpt_path") == "last" and not os.environ.get(RUN_DIR_ENV):
             resolve_last_checkpoint(trainer.default_root_dir, config.checkpoint.dirpath)
         check_devices_exist(trainer.accelerator, trainer.devices)
+        if self.subcommand == "fit":
+            check_fit_trains(trainer)
         turn_on_probe_view(config)
-        run_dir = str(resolve_run_dir(self.subcommand, trainer.default_root_dir, resuming))
+        # fast_dev_run writes nothing (Lightning saves no config.yaml for it; RunCheckpoint, the pictures
+        # and the SIGTERM checkpoint skip it), so a real run can follow it into the same folder.
+        dry_run = bool(trainer.get("fast_dev_run"))
+        run_dir = str(resolve_run_dir(self.subcommand, trainer.default_root_dir, resuming, dry_run))
         trainer.default_root_dir = run_dir
         if trainer.enable_progress_bar is False:
             # The default Rich bar would make Lightning reject `--trainer.enable_progress_bar false`.
@@ -122,11 +142,9 @@ class SimCLRCLI(LightningCLI):
             stamp = time.strftime("%Y%m%d-%H%M%S")
             self.save_config_kwargs["config_filename"] = f"config-resumed-{stamp}.yaml"
             note_resumed_config(Path(run_dir) / self.save_config_kwargs["config_filename"])
+        place_logs_in_run_dir(trainer.logger, run_dir)
         logger = trainer.logger
         if isinstance(logger, Namespace) and logger.class_path.endswith("WandbLogger"):
-            # The run folder, also when a saved config names the folder of the run being evaluated:
-            # Lightning saves config.yaml into the logger's save_dir.
-            logger.init_args.save_dir = run_dir
             Path(run_dir).mkdir(parents=True, exist_ok=True)
             if self.subcommand == "fit":
                 configured_id = saved_wandb_id(requeued) if requeued else logger.init_args.get("id")
@@ -151,16 +169,9 @@ class SimCLRCLI(LightningCLI):
                     init_args[name] = value
         self._check_checkpoint_fits()
         # Checked here, before DDP starts one process per device, rather than in each of them.
-        check_encoder_takes(self.model.encoder, self.datamodule.image_size, self.model.hparams.backbone)
-        multi_crop = getattr(self.datamodule, "multi_crop", None)
-        if multi_crop is not None:
-            # This project's ViTs are built for one input size; multi-crop needs the encoder to take two.
-            check_encoder_takes(
-                self.model.encoder, multi_crop.size, self.model.hparams.backbone,
-                f"The small views of --data.num_small_views {multi_crop.count} need an encoder that takes "
-                "a second input size (ResNets do): set another --data.small_view_size or "
-                "--model.backbone, or --data.num_small_views 0.",
-            )  # fmt: skip
+        encoder, backbone = self.model.encoder, self.model.hparams.backbone
+        check_encoder_takes(encoder, self.datamodule.image_size, backbone)
+        check_encoder_takes_small_views(encoder, getattr(self.datamodule, "multi_crop", None), backbone)
         global_batch, world_size = self.datamodule.batch_size, self.trainer.world_size
         if global_batch % world_size != 0:
             smaller = max(world_size, global_batch // world_size * world_size)
@@ -217,9 +228,6 @@ class SimCLRCLI(LightningCLI):
     def before_test(self) -> None:
         self._check_checkpoint_fits()
 
-    def before_predict(self) -> None:
-        self._check_checkpoint_fits()
-
     def _check_checkpoint_fits(self) -> None:
         """A checkpoint whose weights do not fit the model fails here in one line, not in load_state_dict.
 
@@ -240,19 +248,14 @@ class SimCLRCLI(LightningCLI):
         if saved_shapes != model_shapes:
             saved = checkpoint.get("hyper_parameters", {})
             raise UserError(describe_checkpoint_mismatch(ckpt_path, saved, dict(self.model.hparams)))
-
-
-class SaveAndLogConfig(SaveConfigCallback):
-    """Saves config.yaml into the run folder and sends the full config and the git commit to the loggers."""
-
-    def save_config(self, trainer: Trainer, pl_module, stage: str) -> None:
-        if not trainer.loggers:
-            return
-        config = self.config.clone()
-        config.pop("config", None)  # the paths of the --config files given, not settings
-        record = {"config": config.as_dict(), "code": code_version()}
-        for logger in trainer.loggers:
-            logger.log_hyperparams(record)
+        if self.subcommand == "fit":
+            batch = self.model.hparams.batch_size
+            images_per_step = batch * self.trainer.accumulate_grad_batches
+            check_resume_keeps_the_batch(ckpt_path, checkpoint, images_per_step, batch)
+            saved = checkpoint.get("hyper_parameters", {})
+            check_resume_keeps_the_optimiser(ckpt_path, saved, dict(self.model.hparams))
+            saved_data = checkpoint.get("datamodule_hyper_parameters", {})
+            check_resume_keeps_the_views(ckpt_path, saved_data, dict(self.datamodule.hparams))
 
 
 def turn_on_probe_view(config: Namespace) -> None:
@@ -266,6 +269,12 @@ def turn_on_probe_view(config: Namespace) -> None:
     takes_it = isinstance(init_args, Namespace) and "probe_view" in init_args
     if config.probe.features == "probe_view" and takes_it:
         init_args.probe_view = True
+
+
+def refuse_predict(args: Sequence[str]) -> None:
+    """Lightning's predict subcommand, dropped from SimCLRCLI, says where prediction lives instead."""
+    if args[:1] == ["predict"]:
+        raise UserError(NO_PREDICT)
 
 
 def check_devices_exist(accelerator: object, devices: object) -> None:
@@ -304,7 +313,7 @@ def describe_checkpoint_mismatch(
 def parser_settings() -> dict[str, object]:
     """Descriptions atop each help, and parsing errors raised (then printed as one line) instead of usage."""
     settings = parser_descriptions()
-    for key, value in parser_kwargs_raising_errors(tuple(LightningCLI.subcommands())).items():
+    for key, value in parser_kwargs_raising_errors(tuple(SimCLRCLI.subcommands())).items():
         settings[key] = {**settings.get(key, {}), **value} if isinstance(value, dict) else value  # type: ignore[dict-item]
     return settings
 
@@ -314,7 +323,7 @@ def parser_descriptions() -> dict[str, object]:
     formatter = {"formatter_class": DescriptionAsWritten}
     kwargs: dict[str, object] = {"description": TRAIN_DESCRIPTION, **formatter}
     for name, line in TRAIN_SUBCOMMANDS.items():
-        kwargs[name] = {"description": f"{line}.\n\n{TRAIN_DESCRIPTION}", **formatter}
+        kwargs[name] = {"description": f"{line}.\n\n{TRAIN_DESCRIPTION}", "add_help": False, **formatter}
     return kwargs
 
 
@@ -333,7 +342,8 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
     # TF32 matmuls on Ampere+ GPUs: a large speed-up at a precision SimCLR does not notice.
     torch.set_float32_matmul_precision("high")
     try:
-        with reported_as_one_line():
+        with reported_as_one_line(), sigterm_exits():
+            refuse_predict(sys.argv[1:] if args is None else args)
             choose_wandb_mode()
             check_config_files(sys.argv[1:] if args is None else args)
             simclr_cli = SimCLRCLI(
@@ -345,7 +355,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
                 trainer_defaults={
                     "callbacks": [
                         StopOnNonFiniteLoss(),
-                        CheckpointOnSigterm(),
+                        CheckpointOnStop(),
                         ViewsPerSecond(),
                         RunSummary(),
                         lazy_instance(ReadableProgressBar),
@@ -360,7 +370,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SimCLRCLI:
                 # An explicit seed: the same as Lightning's default (0), without its "No seed found" warning.
                 seed_everything_default=0,
                 parser_kwargs=parser_settings(),
-                save_config_kwargs={"config_filename": CONFIG_FILENAME},
+                save_config_kwargs={"config_filename": CONFIG_FILENAME, "save_to_log_dir": False},
                 args=args,
                 run=run,
             )

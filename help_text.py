@@ -24,8 +24,14 @@ TRAIN_SUBCOMMANDS = {
     "fit": "pretrain, or resume a run with --ckpt_path last",
     "validate": "the validation metrics of a checkpoint (--ckpt_path)",
     "test": "the test metrics of a checkpoint (--ckpt_path)",
-    "predict": "Lightning's predict loop (SimCLR defines no predict_step; see evaluate.py predict)",
 }
+# train.py has no predict: pretraining trains no classifier, and evaluate.py holds what prediction needs.
+NO_PREDICT = (
+    "train.py has no predict command: SimCLR pretraining trains no classifier. Train one with `python "
+    "evaluate.py linear --ckpt runs/RUN/checkpoints/last.ckpt` (or finetune), then classify images with "
+    "`python evaluate.py predict --ckpt <its classifier.pt> IMAGES`; `python evaluate.py export` gives the "
+    "encoder's weights for features."
+)
 
 EVALUATE_DESCRIPTION = """\
 Evaluate a SimCLR checkpoint written by train.py. The data commands (linear, knn, finetune) take
@@ -57,7 +63,10 @@ def overview(prog: str, description: str, commands: dict[str, str], more: str) -
 
 
 def train_overview() -> str:
-    more = "`python train.py fit --help` lists every option (model, data, trainer, callbacks); see README.md."
+    more = (
+        "`python train.py fit --config FILE --help` lists every option (model, trainer, callbacks, and "
+        "last the --data.* options of the datamodule FILE chooses); see README.md."
+    )
     return overview("train.py", TRAIN_DESCRIPTION, TRAIN_SUBCOMMANDS, more)
 
 

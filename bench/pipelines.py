@@ -139,14 +139,16 @@ def attach_device(datamodule: SimCLRDataModule, device: torch.device) -> None:
 
 
 def datamodule_batches(datamodule: SimCLRDataModule, device: torch.device) -> BatchSource:
-    """The training dataloader, then `on_after_batch_transfer` (where the batched path makes its views)."""
+    """The training dataloader, then the datamodule's transfer hooks as Lightning calls them: on a GPU the
+    batched paths finish their views there (the cached one from uint8 images, the one from files after
+    decoding the JPEG bytes in `transfer_batch_to_device`)."""
     if device.type != "cpu":
         attach_device(datamodule, device)
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
     while True:
         for batch in loader:
-            moved = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+            moved = datamodule.transfer_batch_to_device(batch, device, 0)
             yield datamodule.on_after_batch_transfer(moved, 0)
 
 

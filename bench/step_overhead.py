@@ -49,7 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from callbacks import KNNMonitor, OnlineLinearProbe, TrainingCurves, ViewPairsGrid  # noqa: E402
 from callbacks.finite_loss import StopOnNonFiniteLoss  # noqa: E402
-from callbacks.preemption import CheckpointOnSigterm  # noqa: E402
+from callbacks.preemption import CheckpointOnStop  # noqa: E402
 from callbacks.progress_bar import ReadableProgressBar  # noqa: E402
 from callbacks.run_summary import RunSummary  # noqa: E402
 from callbacks.throughput import ViewsPerSecond  # noqa: E402
@@ -113,7 +113,7 @@ def default_callbacks() -> list[pl.Callback]:
         ModelCheckpoint(monitor="val/probe_top1", mode="max", save_last=True, enable_version_counter=False),
         ModelCheckpoint(every_n_train_steps=500, save_top_k=0, save_last=True, enable_version_counter=False),
         KNNMonitor(), TrainingCurves(), ViewPairsGrid(),
-        StopOnNonFiniteLoss(), CheckpointOnSigterm(), ViewsPerSecond(), RunSummary(),
+        StopOnNonFiniteLoss(), CheckpointOnStop(), ViewsPerSecond(), RunSummary(),
     ]  # fmt: skip
 
 

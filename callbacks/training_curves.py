@@ -48,7 +48,8 @@ class TrainingCurves(pl.Callback):
             log_images_to_wandb(trainer.loggers, {"curves": path})
 
     def _draw(self, trainer: pl.Trainer) -> Path | None:
-        if not trainer.is_global_zero or not self.history:
+        # fast_dev_run writes nothing.
+        if not trainer.is_global_zero or not self.history or trainer.fast_dev_run:
             return None
         return plot_training_curves(self.history, Path(trainer.default_root_dir) / CURVES_FILENAME)
 

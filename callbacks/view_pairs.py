@@ -30,7 +30,7 @@ class ViewPairsGrid(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self._done or self.max_pairs == 0:
+        if self._done or self.max_pairs == 0 or trainer.fast_dev_run:  # fast_dev_run writes nothing
             return
         self._done = True
         if not trainer.is_global_zero:

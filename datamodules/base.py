@@ -22,9 +22,12 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.arguments import check_enough_images, check_view_arguments
+from datamodules.encoded import EncodedImages
 from datamodules.holdout import (
     HeldOutLabelsHidden,
     HeldOutSplit,
+    check_val_holdout,
     dataset_labels,
     holdout_count,
     stratified_holdout,
@@ -34,17 +37,21 @@ from datamodules.loaders import (
     LoaderSettings,
     cached_training_loader,
     evaluation_loader,
+    file_training_loader,
     per_image_training_loader,
-    run_seed,
 )
-from datamodules.sampling import listed_files, listed_labels
-from datamodules.uint8_cache import CachedImages, decode_to_uint8, place_images
-from views.batched import BatchViewAugmenter
+from datamodules.sampling import listed_files, resume_position
+from datamodules.training_sets import (
+    DeviceViews,
+    Place,
+    cached_training_set,
+    file_training_set,
+    per_image_training_set,
+)
+from datamodules.uint8_cache import CachedImages
 from views.config import AugmentConfig, Triple
-from views.multicrop import SWAV_SMALL_CROP_SCALE, MultiCrop, MultiCropBatchAugmenter
+from views.multicrop import SWAV_SMALL_CROP_SCALE, MultiCrop, any_size_augmenter, batch_augmenter
 from views.path import ViewPath, choose_view_path, resolve_view_path
-from views.per_image import PilProbeView, PilSimCLRView
-from views.per_image_dataset import SimCLRTrainingDataset
 from views.transforms import ImageTransform, eval_transform
 
 EvalSplit = Literal["val", "test"]
@@ -60,7 +67,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
     # Side of every image of a fixed-size dataset; None when the dataset's images vary in size.
     native_image_size: int | None = None
     # Held out of the labelled training split where there is no validation split (datamodules/holdout.py).
-    default_val_holdout: float = 0.1
+    default_val_holdout: int | float = 0.1
 
     def __init__(
         self,
@@ -78,40 +85,52 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         compile_augment: bool = False,
         view_path: ViewPath = "auto",
         probe_view: bool = False,
-        val_holdout: float | None = None,
+        val_holdout: int | float | None = None,
         val_holdout_seed: int = 0,
+        max_decoded_side: int = 1024,
         num_small_views: int = 0,
         small_view_size: int | None = None,
         small_crop_scale: tuple[float, float] = SWAV_SMALL_CROP_SCALE,
     ) -> None:
-        """`view_path`: "auto" (the faster path where the views are made, see the module docstring),
-        "batched" or "per_image". `gpu_augment` is its deprecated alias.
-        `probe_view`: also make each image's weak probe view (batch key "probe_view"), read only by
-        `OnlineLinearProbe(features="probe_view")`; off, each step makes 2 views per image instead of 3.
-        The command line sets it from `--probe.features`.
-        `num_small_views`: multi-crop (views.multicrop): this many small views per image beside the two
-        large ones, `small_view_size` px (default: image_size x 96 / 224 as in SwAV, to a multiple of 8),
-        cropped from `small_crop_scale` of the area (SwAV: 0.05-0.14); 0 keeps SimCLR's two views."""
+        """The help of each argument is what `train.py fit --help` shows for its `--data.` option.
+
+        Args:
+            root: the dataset's folder (downloaded into it where the dataset can be downloaded).
+            batch_size: the GLOBAL batch over all devices and nodes; each device loads its share.
+            num_workers: DataLoader worker processes per device (0 loads in the main process).
+            image_size: side of the training views in pixels; null: the dataset's native size.
+            jitter_strength: colour-jitter strength s of the paper (1.0; CIFAR recipe 0.5; 0 turns it off).
+            min_crop_scale: smallest area fraction of a random resized crop (paper: 0.08).
+            blur: Gaussian blur on the views; null blurs from 96 px up, as the paper does.
+            download: fetch the dataset into root when its files are missing (CIFAR, STL-10).
+            pin_memory: page-locked host batches, for faster copies to a GPU.
+            gpu_augment: deprecated alias of view_path (true: batched, false: per_image).
+            solarize_p: probability of solarising a view (BYOL's augmentation; 0 turns it off).
+            compile_augment: torch.compile the batched view-making.
+            view_path: where views are made: auto (the faster path for this run, see views/path.py),
+                batched (whole batches on the device: from decoded uint8 images, or from the files for images
+                of varied sizes) or per_image (one image at a time in the workers).
+            probe_view: also make each image's weak probe view (batch key "probe_view"), read only by
+                `--probe.features probe_view`, which sets it; off, each step makes 2 views per image, not 3.
+            val_holdout: held-out validation slice of the labelled training images where the dataset has
+                no validation split: a whole number of images (5000) or a fraction below 1 (0.1); 0 turns
+                it off; 1.0 is refused as ambiguous. null: 5,000 for CIFAR, 10% otherwise. (Typed int
+                before float, so that the command line keeps `1` apart from `1.0`.)
+            val_holdout_seed: seed of the choice of held-out images.
+            max_decoded_side: on the batched path for images of any size, an image whose longer side is
+                larger is decoded in the workers at reduced size (views/jpeg.py), bounding a batch's memory.
+            num_small_views: multi-crop (SwAV): this many small views per image beside the two large ones
+                (views/multicrop.py); 0 keeps SimCLR's two views.
+            small_view_size: side of the small views; null: image_size x 96/224 (SwAV), a multiple of 8.
+            small_crop_scale: area fractions of the small crops (SwAV: 0.05-0.14).
+        """
         super().__init__()
         self.save_hyperparameters()
         view_path = resolve_view_path(view_path, gpu_augment)
-        if batch_size < 2:
-            raise ValueError(
-                f"batch_size={batch_size} is too small: SimCLR needs at least 2 images per batch so that "
-                "every image has negatives. Use batch_size >= 2 (the paper uses 256-4096)."
-            )
-        if num_workers < 0:
-            raise ValueError(f"num_workers={num_workers} must be >= 0 (0 loads data in the main process).")
-        if image_size is None and self.native_image_size is None:
-            raise ValueError(f"{type(self).__name__} needs an explicit image_size (its images vary in size).")
-        if image_size is not None and image_size < 1:
-            raise ValueError(f"image_size={image_size} must be a positive number of pixels.")
-        if not 0.0 < min_crop_scale <= 1.0:
-            raise ValueError(f"min_crop_scale={min_crop_scale} must be in (0, 1] (a fraction of the area).")
-        if jitter_strength < 0.0:
-            raise ValueError(f"jitter_strength={jitter_strength} must be >= 0 (0 disables colour jitter).")
-        if not 0.0 <= solarize_p <= 1.0:
-            raise ValueError(f"solarize_p={solarize_p} must be a probability in [0, 1] (0 turns it off).")
+        check_view_arguments(
+            batch_size, num_workers, image_size, self.native_image_size, min_crop_scale, jitter_strength,
+            solarize_p, max_decoded_side, type(self).__name__,
+        )  # fmt: skip
         self.root = root
         # Not read from hparams: save_hyperparameters() records the subclass's arguments, and
         # datasets with nothing to download (ImageFolder) do not take this one.
@@ -123,9 +142,11 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         self.solarize_p = solarize_p
         self.compile_augment = compile_augment
         self.probe_view = probe_view
+        self.max_decoded_side = max_decoded_side
         # The path this run takes, and why ("batched: all 50000 training images are 32x32"), after setup.
         self.view_path_used: str | None = None
-        self._augmenter: BatchViewAugmenter | None = None
+        # What is left of the training views for the accelerator, after each batch's transfer.
+        self._device_views: DeviceViews | None = None
         self._image_size: int = image_size if image_size is not None else self.native_image_size  # type: ignore[assignment]
         self.multi_crop = MultiCrop.of(num_small_views, small_view_size, small_crop_scale, self.image_size)
         self.train_dataset: Dataset | None = None
@@ -135,6 +156,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         self._resume_position: tuple[int, int] | None = None
         # Plain attributes: subclasses with their own __init__ pass them on.
         self.val_holdout = self.default_val_holdout if val_holdout is None else val_holdout
+        check_val_holdout(self.val_holdout)
         self.val_holdout_seed = val_holdout_seed
         self._training_split: Dataset | None = None
         self._held_out: np.ndarray | None = None
@@ -241,29 +263,53 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
     def setup(self, stage: str | None = None) -> None:
         evaluation = eval_transform(self.image_size, self.mean, self.std, self.native_image_size)
         if stage in (None, "fit") and self.train_dataset is None:
-            cacheable = self._cacheable_training_images()
-            self.train_dataset = (
-                self._build_train_dataset() if cacheable is None else self._build_cached_images(cacheable)
-            )
+            self.train_dataset = self._training_set()
         if stage in (None, "fit", "validate") and self.val_dataset is None:
             self.val_dataset = self._validation_images(evaluation)
         if stage in (None, "test") and self.test_dataset is None:
             self.test_dataset = self._eval_images("test", evaluation)
 
-    def _cacheable_training_images(self) -> Dataset | None:
-        """The training images when this run takes the batched path, else None; says which and why."""
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+    def _training_set(self) -> Dataset:
+        """The training set of the view path this run takes (views/path.py); says which and why."""
+        place = Place.of(self.trainer)
+        # The image files, when the project's loader reads them (image folders; not CIFAR, STL-10).
+        files = listed_files(self.train_images()) if self.view_path != "per_image" else None
         choice = choose_view_path(
             self.view_path,
             self.image_size,
-            device,
+            place.device,
             self._training_image_sizes,
             lambda: len(self.train_images()),  # type: ignore[arg-type]
             self.root,
+            has_files=files is not None,
         )
         self.view_path_used = str(choice)
         rank_zero_info(f"Training views: {self.view_path_used}")
-        return self.train_images() if choice.batched else None
+        config = AugmentConfig.simclr(**self._view_settings())
+        if choice.from_files and files is not None:
+            self._check_enough_images(len(files))
+            augmenter = any_size_augmenter(config, self.multi_crop, self.probe_view, self.compile_augment)
+            labels = dataset_labels(self.train_images())
+            dataset, self._device_views = file_training_set(
+                files, labels, augmenter, self.max_decoded_side, place
+            )
+            return dataset
+        if choice.batched:
+            augmenter = batch_augmenter(config, self.multi_crop, self.compile_augment, self.probe_view)
+            cached, self._device_views = cached_training_set(
+                self.train_images(), augmenter, self.hparams.num_workers, self.root, place
+            )
+            self._check_enough_images(len(cached))
+            return cached
+        return self._build_train_dataset()
+
+    def _build_train_dataset(self) -> Dataset:
+        """The per-image path's training set: views made one image at a time in the workers."""
+        images = self.train_images()
+        self._check_enough_images(len(images))  # type: ignore[arg-type]
+        config = AugmentConfig.simclr(**self._view_settings())
+        place = Place.of(self.trainer)
+        return per_image_training_set(images, config, self.probe_view, place, self.multi_crop)
 
     def _validation_images(self, transform: ImageTransform) -> Dataset:
         held_out = self.held_out_indices()
@@ -274,12 +320,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         return self._eval_images("val", transform)
 
     def _check_enough_images(self, count: int) -> None:
-        if count < self.batch_size:
-            raise ValueError(
-                f"The training set in '{self.root}' has {count} images, fewer than "
-                f"batch_size={self.batch_size}; with drop_last=True no batch would be produced. "
-                "Lower batch_size or add images."
-            )
+        check_enough_images(count, self.batch_size, self.root)
 
     def _view_settings(self) -> dict[str, Any]:
         """One source for both view pipelines (CPU transforms, batched GPU views), so they cannot drift."""
@@ -294,46 +335,14 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             solarize_p=self.solarize_p,
         )
 
-    def _build_train_dataset(self) -> SimCLRTrainingDataset:
-        images = self.train_images()
-        self._check_enough_images(len(images))  # type: ignore[arg-type]
-        view = PilSimCLRView(AugmentConfig.simclr(**self._view_settings()))
-        # The rank seeds the views: every rank starts from the same seed (see ProcessGenerator).
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        probe = PilProbeView(self.image_size) if self.probe_view else None
-        multi_crop, small_views = self.multi_crop, None
-        if multi_crop is not None:
-            small_views = (PilSimCLRView(multi_crop.small_view_config(view.config)), multi_crop.count)
-        files = listed_files(images)
-        labels = listed_labels(images) if files is not None else None
-        listed = None if labels is None else labels.tolist()
-        return SimCLRTrainingDataset(images, view, probe, rank, files, listed, small_views)
-
-    def _build_cached_images(self, training_images: Dataset) -> CachedImages:
-        """The batched path: pixels decoded once, kept on the device (or pinned), or in host memory on CPU."""
-        images, labels = decode_to_uint8(training_images, self.hparams.num_workers, self.root)
-        self._check_enough_images(len(images))
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        images, labels = place_images(images, labels, device)
-        config = AugmentConfig.simclr(**self._view_settings())
-        augmenter = (
-            BatchViewAugmenter(config, self.compile_augment, self.probe_view)
-            if self.multi_crop is None
-            else MultiCropBatchAugmenter(config, self.multi_crop, self.compile_augment, self.probe_view)
-        )
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        if images.device.type == "cpu" and device.type == "cpu":
-            # The workers make the views; forked, they read the parent's pixels without copying them.
-            return CachedImages(images, labels, run_seed(), rank, augmenter)
-        self._augmenter = augmenter
-        return CachedImages(images, labels, run_seed(), rank)
-
     def train_dataloader(self) -> DataLoader:
         dataset = self._require(self.train_dataset, "fit")
         epoch, batches_done = self._resume_position or (0, 0)
         self._resume_position = None
         if isinstance(dataset, CachedImages):
             return cached_training_loader(dataset, self._loader_settings(), epoch, batches_done)
+        if isinstance(dataset, EncodedImages):
+            return file_training_loader(dataset, self._loader_settings(), epoch, batches_done)
         return per_image_training_loader(dataset, self._loader_settings(), epoch, batches_done)
 
     def state_dict(self) -> dict[str, Any]:
@@ -343,15 +352,18 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         if trainer is None or trainer.state.fn != "fit":
             return {}
         # Not trainer.current_epoch: it already counts an epoch whose end hooks are still saving.
-        epochs_started = trainer.fit_loop.epoch_progress.current.started
-        batches_done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        if batches_done >= trainer.num_training_batches:
-            return {"epoch": epochs_started, "batches_done": 0}
-        return {"epoch": epochs_started - 1, "batches_done": batches_done}
+        epoch, batches_done = resume_position(
+            trainer.fit_loop.epoch_progress.current.started,
+            trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+            trainer.num_training_batches,
+        )
+        return {"epoch": epoch, "batches_done": batches_done}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict:
-            self._resume_position = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
+            # Step-0 checkpoints saved before resume_position recorded epoch -1: it means epoch 0.
+            epoch = max(0, int(state_dict["epoch"]))
+            self._resume_position = (epoch, int(state_dict["batches_done"]))
 
     def val_dataloader(self) -> DataLoader:
         return evaluation_loader(self._require(self.val_dataset, "validate"), self._loader_settings())
@@ -369,13 +381,15 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             rank=trainer.global_rank if trainer is not None else 0,
         )
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Batches of files leave their JPEGs as bytes for the device to decode (views/jpeg.py)."""
+        if self._device_views is None:
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        return self._device_views.transfer(batch, device)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """On an accelerator, training batches arrive as uint8 images and leave as the view contract."""
-        if self._augmenter is not None and isinstance(batch, dict) and "images" in batch:
-            images = batch["images"]
-            generator = self._augmenter.generator(images.device, batch["view_seed"])
-            return self._augmenter.training_batch(images, batch["label"], generator)
-        return batch
+        return batch if self._device_views is None else self._device_views.finish(batch)
 
     def _require(self, dataset: Dataset | None, stage: str) -> Dataset:
         if dataset is None:

@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from datamodules.base import EvalSplit, SimCLRDataModule
-from datamodules.missing_files import explain_missing_files
+from datamodules.missing_files import OfficialArchive, explain_missing_files
 from views.config import Triple
 from views.transforms import ImageTransform
 
@@ -39,7 +39,6 @@ class CIFAR10DataModule(SimCLRDataModule):
     default_val_holdout = 5000
     dataset_class: type[CIFAR10] = CIFAR10
     display_name = "CIFAR-10"
-    archive_name = "cifar-10-python.tar.gz"
     _class_names = CIFAR10_CLASSES
     _mean: Triple = (0.4914, 0.4822, 0.4465)
     _std: Triple = (0.2470, 0.2435, 0.2616)
@@ -56,19 +55,19 @@ class CIFAR10DataModule(SimCLRDataModule):
     def std(self) -> Triple:
         return self._std
 
-    def _missing_files_explained(self) -> AbstractContextManager[None]:
-        folder = self.dataset_class.base_folder
-        expected = [name for name, _ in self.dataset_class.train_list + self.dataset_class.test_list]
-        return explain_missing_files(
+    def _missing_files_explained(self, downloading: bool = False) -> AbstractContextManager[None]:
+        dataset = self.dataset_class
+        archive = OfficialArchive(
             self.display_name,
-            self.root,
-            f"the extracted '{folder}/' folder of {self.archive_name} ({self.dataset_class.url}), "
-            f"containing {', '.join(expected)} and {self.dataset_class.meta['filename']},",
+            dataset.url,
+            dataset.base_folder,
+            [name for name, _ in dataset.train_list + dataset.test_list] + [dataset.meta["filename"]],
         )
+        return explain_missing_files(archive, self.root, downloading)
 
     def _download(self) -> None:
         # The test split is the cheaper one to load; the download fetches both.
-        with self._missing_files_explained():
+        with self._missing_files_explained(downloading=True):
             self.dataset_class(self.root, train=False, download=True)
 
     def _pretrain_images(self) -> Dataset:
@@ -86,7 +85,6 @@ class CIFAR100DataModule(CIFAR10DataModule):
 
     dataset_class = CIFAR100
     display_name = "CIFAR-100"
-    archive_name = "cifar-100-python.tar.gz"
     _class_names = CIFAR100_CLASSES
     _mean = (0.5071, 0.4865, 0.4409)
     _std = (0.2673, 0.2564, 0.2762)

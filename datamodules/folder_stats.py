@@ -10,19 +10,18 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from datamodules.listing import image_files
 from reliability.errors import UserError
 from views.config import Triple
-from views.decode import load_rgb  # the loader training uses: same mode conversions
+from views.decode import load_rgb, upright_size  # as training reads them: same modes, upright
 
 # Images decoded to estimate mean/std: the estimate's standard error is far below what normalisation notices.
 STATS_SAMPLE_SIZE = 1000
 
 
 def distinct_sizes(paths: Iterable[str], limit: int = 2) -> list[tuple[tuple[int, int], str]]:
-    """The first `limit` distinct (width, height) met, each with a file of that size.
+    """The first `limit` distinct upright (width, height) met, each with a file of that size.
 
     Only headers are read (PIL decodes no pixels in Image.open), and the scan stops at the second size,
     so a folder of mixed sizes costs a few files and a uniform one a header per file. Unreadable files
@@ -30,10 +29,8 @@ def distinct_sizes(paths: Iterable[str], limit: int = 2) -> list[tuple[tuple[int
     """
     found: dict[tuple[int, int], str] = {}
     for path in paths:
-        try:
-            with Image.open(path) as image:
-                size = image.size
-        except (OSError, SyntaxError, ValueError):
+        size = upright_size(path)
+        if size is None:
             continue
         if size not in found:
             found[size] = path

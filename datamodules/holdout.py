@@ -27,12 +27,34 @@ def dataset_labels(dataset: Dataset) -> np.ndarray:
     return np.asarray([int(dataset[index][1]) for index in range(len(dataset))], dtype=np.int64)  # type: ignore[arg-type]
 
 
-def holdout_count(requested: float, num_labelled: int, argument: str = "--data.val_holdout") -> int:
-    """`requested` >= 1 is a number of images, a value in (0, 1) a fraction of the labelled images."""
+def check_val_holdout(requested: float, argument: str = "--data.val_holdout") -> None:
+    """One rule with no overlap: below 1 a fraction of the labelled images, from 1 up a whole count.
+
+    `1.0` (or `1e0`) fits both readings, 100% of the images or one image; it used to be read as one image,
+    so a run meant to hold out everything validated on a single image. It is refused, as is anything
+    neither a fraction nor a whole number. Whole numbers with a decimal point above 1 (`5000.0`, what
+    config.yaml files saved by earlier versions hold) can only be counts and are read as counts.
+    """
+    if isinstance(requested, bool) or not isinstance(requested, int | float):
+        raise ValueError(
+            f"{argument}={requested!r} must be a number: a count of images or a fraction below 1"
+        )
+    if isinstance(requested, float) and requested == 1:
+        raise ValueError(
+            f"{argument}={requested} is ambiguous (100% of the images, or one image?); write a whole "
+            "number of images without a decimal point (e.g. 1 or 5000), or a fraction below 1 (e.g. 0.1 "
+            "for 10%)."
+        )
     if requested < 0 or (requested >= 1 and requested != int(requested)):
         raise ValueError(
-            f"{argument}={requested} must be 0 (off), a fraction in (0, 1) or a whole number of images."
+            f"{argument}={requested} must be 0 (off), a fraction below 1 (e.g. 0.1 for 10%) or a whole "
+            "number of images (e.g. 5000)."
         )
+
+
+def holdout_count(requested: float, num_labelled: int, argument: str = "--data.val_holdout") -> int:
+    """The number of images `requested` (see check_val_holdout) means for `num_labelled` labelled images."""
+    check_val_holdout(requested, argument)
     count = int(requested) if requested >= 1 else round(requested * num_labelled)
     if count >= num_labelled:
         raise ValueError(
@@ -47,15 +69,21 @@ def stratified_holdout(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
 
     labels: [N] int, UNLABELED (-1) for samples without a label, which are never chosen. A balanced
     split (CIFAR) gives every class the same number; the remainder after the proportional shares goes
-    to the classes with the largest fractional parts, ties broken by class index. The choice within a
-    class depends only on `seed` and the labels, so every run, rank and resume holds out the same images.
+    to the classes with the largest fractional parts, ties broken in a seeded random order: with fewer
+    held-out images than classes (1,000 classes, 200 images) every share is tied, and an order by
+    class index would validate on the first 200 classes only. The choice depends only on `seed` and the
+    labels, so every run, rank and resume holds out the same images.
     """
     rng = np.random.default_rng(seed)
     classes, sizes = np.unique(labels[labels != UNLABELED], return_counts=True)
     exact = count * sizes / sizes.sum()
     quotas = np.floor(exact).astype(np.int64)
     remainder = count - int(quotas.sum())
-    quotas[np.argsort(-(exact - quotas), kind="stable")[:remainder]] += 1
+    if remainder:
+        # Its own generator: the images chosen within each class stay those `rng` alone chooses.
+        tie_order = np.random.default_rng([seed, len(classes)]).permutation(len(classes))
+        fractions = (exact - quotas)[tie_order]
+        quotas[tie_order[np.argsort(-fractions, kind="stable")[:remainder]]] += 1
     chosen = [
         rng.permutation(np.flatnonzero(labels == label))[:quota]
         for label, quota in zip(classes, quotas, strict=True)

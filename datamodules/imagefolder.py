@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,7 +13,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from datamodules.base import EvalSplit, SimCLRDataModule
 from datamodules.folder_stats import distinct_sizes, estimate_mean_std, folder_native_size
-from datamodules.listing import contains_image, image_files, image_folder
+from datamodules.listing import class_folder_names, contains_image, image_files, image_folder
 from views.config import Triple
 from views.multicrop import SWAV_SMALL_CROP_SCALE
 from views.path import ViewPath
@@ -27,8 +26,8 @@ EXPECTED_LAYOUT = (
 
 
 def _class_folders(split_dir: Path) -> list[str]:
-    """Same rule as torchvision's ImageFolder (every sub-directory, sorted), so label indices agree."""
-    classes = sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
+    """The rule the datasets list classes by (datamodules/listing.py), so label indices agree."""
+    classes = class_folder_names(split_dir)
     if not classes:
         raise FileNotFoundError(f"No class folders found in '{split_dir}'. {EXPECTED_LAYOUT}")
     empty = [name for name in classes if not contains_image(split_dir / name)]
@@ -107,12 +106,22 @@ class ImageFolderDataModule(SimCLRDataModule):
         compile_augment: bool = False,
         view_path: ViewPath = "auto",
         probe_view: bool = False,
-        val_holdout: float | None = None,
+        val_holdout: int | float | None = None,
         val_holdout_seed: int = 0,
+        max_decoded_side: int = 1024,
         num_small_views: int = 0,
         small_view_size: int | None = None,
         small_crop_scale: tuple[float, float] = SWAV_SMALL_CROP_SCALE,
     ) -> None:
+        """Arguments not listed here mean what they mean for every datamodule (SimCLRDataModule).
+
+        Args:
+            root: the folder holding train/<class>/ and val/<class>/ and/or test/<class>/.
+            image_size: side of the training views in pixels; null: the images' own size when they all
+                have one square size (otherwise required).
+            mean: per-channel (R, G, B) mean in [0, 1]; null: estimated from 1,000 training images.
+            std: per-channel (R, G, B) standard deviation; null: estimated with mean.
+        """
         layout = scan_layout(Path(root))
         self.native_image_size = folder_native_size(
             list(dict.fromkeys([layout.train_dir, layout.val_dir, layout.test_dir])), image_size
@@ -135,6 +144,7 @@ class ImageFolderDataModule(SimCLRDataModule):
             probe_view=probe_view,
             val_holdout=val_holdout,
             val_holdout_seed=val_holdout_seed,
+            max_decoded_side=max_decoded_side,
             num_small_views=num_small_views,
             small_view_size=small_view_size,
             small_crop_scale=small_crop_scale,

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from datamodules.encoded import EncodedImages
 from datamodules.sampling import ClassInterleavedSampler, ResumableBatchSampler, ResumableSampler
 from datamodules.uint8_cache import CachedImages
-from reliability.worker_signals import ignore_sigterm
+from reliability.worker_signals import leave_stop_signals_to_main
 from views.per_image_dataset import SimCLRTrainingDataset
 
 
@@ -65,22 +66,44 @@ def cached_training_loader(
     On an accelerator the gather runs in the main process (the images are on the device, nothing
     to collate); on CPU the workers gather and make the views.
     """
-    sampler = ResumableBatchSampler(
-        cached,
-        num_replicas=settings.world_size,
-        rank=settings.rank,
-        seed=run_seed(),
-        batch_size=settings.per_device_batch_size,
-        device=cached.images.device,
-        start_epoch=start_epoch,
-        skip_batches=batches_done,
-    )
+    sampler = _batch_sampler(cached, settings, cached.images.device, start_epoch, batches_done)
     workers = settings.num_workers if cached.augmenter is not None else 0
     pinned = torch.cuda.is_available() and cached.images.device.type == "cpu" and cached.images.is_pinned()
     return DataLoader(
         cached, batch_size=None, sampler=sampler, num_workers=workers, pin_memory=pinned,
-        persistent_workers=workers > 0, worker_init_fn=ignore_sigterm,
+        persistent_workers=workers > 0, worker_init_fn=leave_stop_signals_to_main,
     )  # fmt: skip
+
+
+def file_training_loader(
+    files: EncodedImages, settings: LoaderSettings, start_epoch: int, batches_done: int
+) -> DataLoader:
+    """One whole batch of files per sampler item, in the same resumable order as the other paths.
+
+    The workers read the files (and, on a CPU-only run, decode them and make the views); nothing is
+    pinned: nvJPEG reads the bytes from host memory, and pixels decoded in a worker are few.
+    """
+    sampler = _batch_sampler(files, settings, torch.device("cpu"), start_epoch, batches_done)
+    workers = settings.num_workers
+    return DataLoader(
+        files, batch_size=None, sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
+        worker_init_fn=leave_stop_signals_to_main,
+    )  # fmt: skip
+
+
+def _batch_sampler(
+    dataset: Dataset, settings: LoaderSettings, device: torch.device, start_epoch: int, batches_done: int
+) -> ResumableBatchSampler:
+    return ResumableBatchSampler(
+        dataset,  # type: ignore[arg-type]
+        num_replicas=settings.world_size,
+        rank=settings.rank,
+        seed=run_seed(),
+        batch_size=settings.per_device_batch_size,
+        device=device,
+        start_epoch=start_epoch,
+        skip_batches=batches_done,
+    )
 
 
 def _loader(
@@ -97,7 +120,7 @@ def _loader(
         # Pinned memory only speeds up host-to-GPU copies; torch warns when there is no GPU.
         pin_memory=settings.pin_memory and torch.cuda.is_available(),
         persistent_workers=workers > 0,
-        worker_init_fn=ignore_sigterm,  # the main process saves on SIGTERM to the group
+        worker_init_fn=leave_stop_signals_to_main,  # the main process saves on SIGTERM, Ctrl-C
         # The training views arrive as uint8 and are normalised a batch at a time.
         collate_fn=dataset.collate if isinstance(dataset, SimCLRTrainingDataset) else None,
     )

@@ -99,6 +99,21 @@ class ResumableBatchSampler(ResumableSampler):
             yield BatchKey(self.epoch, batch, indices[start : start + self.batch_size])
 
 
+def resume_position(epochs_started: int, batches_done: int, batches_per_epoch: float) -> tuple[int, int]:
+    """Where a run continues in the data order from a checkpoint: (epoch, batches of it already trained).
+
+    `epochs_started` counts the epoch in progress and `batches_done` its trained batches, as Lightning's
+    loop progress does. Before the first epoch starts (SIGTERM during the start-up sanity check saves a
+    step-0 checkpoint) no epoch has started: that is epoch 0 with nothing done, not epoch -1, whose
+    negative seed no sampler or view seed takes.
+    """
+    if epochs_started == 0:
+        return 0, 0
+    if batches_done >= batches_per_epoch:
+        return epochs_started, 0
+    return epochs_started - 1, batches_done
+
+
 def view_seed(run_seed: int, rank: int, epoch: int, batch: int) -> int:
     """The seed of one batch's view parameters: independent across ranks, epochs and batches.
 

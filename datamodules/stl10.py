@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import STL10
 
 from datamodules.base import EvalSplit, SimCLRDataModule
-from datamodules.missing_files import explain_missing_files
+from datamodules.missing_files import OfficialArchive, explain_missing_files
 from views.config import Triple
 from views.transforms import ImageTransform
 
@@ -35,18 +35,14 @@ class STL10DataModule(SimCLRDataModule):
     def std(self) -> Triple:
         return (0.2603, 0.2566, 0.2713)
 
-    def _missing_files_explained(self) -> AbstractContextManager[None]:
-        expected = [name for name, _ in STL10.train_list + STL10.test_list]
-        return explain_missing_files(
-            "STL-10",
-            self.root,
-            f"the extracted '{STL10.base_folder}/' folder of {STL10.filename} ({STL10.url}), "
-            f"containing {', '.join(expected)},",
-        )
+    def _missing_files_explained(self, downloading: bool = False) -> AbstractContextManager[None]:
+        files = [name for name, _ in STL10.train_list + STL10.test_list]
+        archive = OfficialArchive("STL-10", STL10.url, STL10.base_folder, files)
+        return explain_missing_files(archive, self.root, downloading)
 
     def _download(self) -> None:
         # The test split is the cheapest to load; the download fetches every split.
-        with self._missing_files_explained():
+        with self._missing_files_explained(downloading=True):
             STL10(self.root, split="test", download=True)
 
     def _pretrain_images(self) -> Dataset:

@@ -15,6 +15,7 @@ from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
+from data_help import add_help_with_data_options
 from datamodules.base import SimCLRDataModule
 from evaluation.commands import (
     EvaluationInputs,
@@ -60,9 +61,12 @@ def _common_arguments(parser: ArgumentParser, data: bool, ckpt_help: str) -> Non
         )
 
 
-def _subcommand_parser(description: str) -> ArgumentParser:
+def _subcommand_parser(description: str, data: bool = False) -> ArgumentParser:
     # Errors raise (printed as one `error:` line by evaluate.py) instead of printing usage and exiting 2.
-    return ArgumentParser(description=description, exit_on_error=False)
+    parser = ArgumentParser(description=description, exit_on_error=False, add_help=not data)
+    if data:  # --help also lists the --data.* options of the chosen datamodule
+        add_help_with_data_options(parser)
+    return parser
 
 
 def build_parser() -> ArgumentParser:
@@ -70,7 +74,7 @@ def build_parser() -> ArgumentParser:
     commands = parser.add_subcommands(dest="command")
     simclr_ckpt = "SimCLR checkpoint written by train.py (runs/RUN/checkpoints/*.ckpt)."
 
-    linear = _subcommand_parser("Linear evaluation on frozen features (top-1, top-5).")
+    linear = _subcommand_parser("Linear evaluation on frozen features (top-1, top-5).", data=True)
     _common_arguments(linear, data=True, ckpt_help=simclr_ckpt)
     linear.add_argument("--epochs", type=int, default=100, help="Passes over the precomputed features.")
     linear.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate of the classifier.")
@@ -90,7 +94,7 @@ def build_parser() -> ArgumentParser:
     linear.add_argument("--embedding_plot", type=bool, default=True, help="t-SNE map of the test features.")
     commands.add_subcommand("linear", linear, help=EVALUATE_COMMANDS["linear"])
 
-    knn = _subcommand_parser("Weighted kNN classification (Wu et al., 2018), top-1.")
+    knn = _subcommand_parser("Weighted kNN classification (Wu et al., 2018), top-1.", data=True)
     _common_arguments(knn, data=True, ckpt_help=simclr_ckpt)
     knn.add_argument("--k", type=int, default=200, help="Neighbours that vote.")
     knn.add_argument(
@@ -98,7 +102,7 @@ def build_parser() -> ArgumentParser:
     )
     commands.add_subcommand("knn", knn, help=EVALUATE_COMMANDS["knn"])
 
-    finetune = _subcommand_parser("Fine-tune the whole network on 1%, 10% and all of the labels.")
+    finetune = _subcommand_parser("Fine-tune the whole network on 1%, 10% and all of the labels.", data=True)
     _common_arguments(finetune, data=True, ckpt_help=simclr_ckpt)
     finetune.add_argument(
         "--fractions",

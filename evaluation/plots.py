@@ -17,6 +17,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from evaluation.class_labels import drawable_labels  # noqa: E402
+
 # A metric's history: (global step, value) pairs in the order they were logged.
 History = Mapping[str, Sequence[tuple[int, float]]]
 # t-SNE is quadratic-ish in the number of points; a few thousand already show the cluster structure.
@@ -39,8 +41,9 @@ def plot_confusion_matrix(matrix: Tensor, class_names: Sequence[str], path: Path
     figure.colorbar(image, ax=axes, fraction=0.046, label="fraction of the true class")
     if len(class_names) <= 30:
         ticks = np.arange(len(class_names))
-        axes.set_xticks(ticks, class_names, rotation=90)
-        axes.set_yticks(ticks, class_names)
+        drawable = drawable_labels(class_names)
+        axes.set_xticks(ticks, drawable.labels, rotation=90, fontfamily=drawable.families)
+        axes.set_yticks(ticks, drawable.labels, fontfamily=drawable.families)
         for row, column in np.ndindex(recall.shape):
             colour = "white" if recall[row, column] > 0.5 else "black"
             axes.text(
@@ -78,12 +81,13 @@ def plot_embedding(
     points = embed_2d(features, seed)
     figure, axes = plt.subplots(figsize=(8, 7))
     colours = plt.get_cmap("tab20" if len(class_names) > 10 else "tab10")
-    for index, name in enumerate(class_names):
+    drawable = drawable_labels(class_names)
+    for index, name in enumerate(drawable.labels):
         chosen = (labels == index).numpy()
         if chosen.any():
             axes.scatter(*points[chosen].T, s=6, color=colours(index % colours.N), label=name, alpha=0.8)
     if len(class_names) <= 20:
-        axes.legend(markerscale=3, fontsize=8, loc="best")
+        axes.legend(markerscale=3, loc="best", prop={"family": drawable.families, "size": 8})
     axes.set_xticks([])
     axes.set_yticks([])
     axes.set_title(f"{title} (t-SNE of {len(features)} samples)")

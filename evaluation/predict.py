@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from datamodules.listing import images_under
 from evaluation.models import ClassifierMeta, EncoderClassifier, EncoderSpec, HeadLayersSpec
 from reliability.checkpoint_files import read_checkpoint
 from reliability.errors import UserError
@@ -45,19 +46,21 @@ def load_classifier(path: str | Path) -> tuple[EncoderClassifier, ClassifierMeta
 
 
 def image_paths(inputs: Sequence[str]) -> list[Path]:
-    """Files as given, folders searched recursively for images, in sorted order."""
+    """Files as given, folders searched recursively for images (datamodules/listing.py's rules), sorted."""
     paths: list[Path] = []
     for given in inputs:
         path = Path(given)
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(IMG_EXTENSIONS)
-            )
+            found = images_under(path)
             if not found:
                 raise FileNotFoundError(f"Folder '{path}' holds no images ({', '.join(IMG_EXTENSIONS)}).")
             paths.extend(found)
         elif path.is_file():
             paths.append(path)
+        elif path.exists():  # opening a FIFO would block until something writes to it
+            raise FileNotFoundError(
+                f"'{path}' is not a regular file (a FIFO, socket or device); pass image files or folders."
+            )
         else:
             raise FileNotFoundError(f"Image '{path}' does not exist; pass image files or folders of images.")
     return paths

@@ -48,38 +48,76 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
 class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
     """warmup_cosine per optimiser step, with its plan saved in the checkpoint so a resume can compare.
 
-    A run resumed with another --trainer.max_epochs (or batch, or warmup_epochs) follows the plan of the
-    resumed invocation, and says so in one line: the cosine is stretched or shrunk around the current
-    step, which moves the learning rate. Without this, LambdaLR would re-plan silently.
+    A run resumed with another --trainer.max_epochs (or warmup_epochs, or base_lr) follows the plan of
+    the resumed invocation, and says so in one line: the cosine is stretched or shrunk around the
+    current step, or scaled to the new peak, which moves the learning rate. Without this, LambdaLR would
+    re-plan the length silently and keep the checkpoint's peak while the new one is printed.
+    `images_per_step` is recorded so that a resume with another batch can be refused
+    (reliability/fit_settings.py): the step count itself would then mean something else.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        warmup_steps: int,
+        images_per_step: int | None = None,
+    ) -> None:
         self.total_steps, self.warmup_steps = total_steps, warmup_steps
+        self.images_per_step = images_per_step
         # A lambda (not a bound method): LambdaLR saves callable objects' state but not functions'.
         super().__init__(optimizer, lambda step: warmup_cosine(step, self.total_steps, self.warmup_steps))
 
     def load_state_dict(self, state_dict: dict) -> None:
-        planned = self.total_steps, self.warmup_steps
-        super().load_state_dict(state_dict)  # also restores the saved plan into total_steps, warmup_steps
-        note = replanned_schedule_note(state_dict, planned[0], planned[1])
-        self.total_steps, self.warmup_steps = planned
+        planned = self.total_steps, self.warmup_steps, self.images_per_step
+        planned_peaks = list(self.base_lrs)
+        super().load_state_dict(state_dict)  # also restores the saved plan and peaks
+        note = replanned_schedule_note(state_dict, planned[0], planned[1], planned_peaks)
+        self.total_steps, self.warmup_steps, self.images_per_step = planned
+        self.base_lrs = planned_peaks
+        # The optimiser's groups came back with the rate the saved plan gave the next step; the next
+        # step must already take this plan's.
+        factor = warmup_cosine(self.last_epoch, self.total_steps, self.warmup_steps)
+        self._last_lr = [peak * factor for peak in planned_peaks]
+        for group, peak, rate in zip(self.optimizer.param_groups, planned_peaks, self._last_lr, strict=True):
+            group["initial_lr"], group["lr"] = peak, rate
         if note:
             rank_zero_info(note)
 
 
-def replanned_schedule_note(saved: dict, total_steps: int, warmup_steps: int) -> str | None:
-    """One line when the plan of a checkpoint's WarmupCosineLR (`saved`) differs from this one; else None."""
+def replanned_schedule_note(
+    saved: dict, total_steps: int, warmup_steps: int, peak_lrs: list[float] | None = None
+) -> str | None:
+    """One line when the plan of a checkpoint's WarmupCosineLR (`saved`) differs from this one (its
+    length, or its peak rates `peak_lrs`); else None."""
     saved_plan = saved.get("total_steps"), saved.get("warmup_steps")
-    if None in saved_plan or saved_plan == (total_steps, warmup_steps):
+    saved_peaks = [float(peak) for peak in saved["base_lrs"]]
+    peaks = saved_peaks if peak_lrs is None else peak_lrs
+    length_changed = None not in saved_plan and saved_plan != (total_steps, warmup_steps)
+    peak_changed = any(not math.isclose(a, b, rel_tol=1e-9) for a, b in zip(saved_peaks, peaks, strict=True))
+    if not (length_changed or peak_changed):
         return None
-    step, peak = int(saved["last_epoch"]), float(saved["base_lrs"][0])
-    saved_lr = peak * warmup_cosine(step, *saved_plan)  # type: ignore[arg-type]
-    new_lr = peak * warmup_cosine(step, total_steps, warmup_steps)
+    step = int(saved["last_epoch"])
+    saved_factor = warmup_cosine(step, *saved_plan) if None not in saved_plan else None  # type: ignore[arg-type]
+    saved_lr = saved_peaks[0] * saved_factor if saved_factor is not None else float(saved["_last_lr"][0])
+    new_lr = peaks[0] * warmup_cosine(step, total_steps, warmup_steps)
+    changes, flags = [], []
+    if length_changed:
+        changes.append(
+            f"from {saved_plan[0]} steps ({saved_plan[1]} warm-up) to {total_steps} ({warmup_steps} "
+            "warm-up), this run's max_epochs x steps per epoch"
+        )
+        flags.append("--trainer.max_epochs")
+    if peak_changed:
+        changes.append(
+            f"{'and ' if changes else ''}to a peak of {peaks[0]:.4g} instead of {saved_peaks[0]:.4g}, this "
+            "run's base_lr x images per step / 256"
+        )
+        flags.append("--model.base_lr")
     return (
-        f"Resuming at step {step}: the learning-rate schedule is re-planned from {saved_plan[0]} steps "
-        f"({saved_plan[1]} warm-up) to {total_steps} ({warmup_steps} warm-up), this run's max_epochs x "
-        f"steps per epoch, so the rate goes from {saved_lr:.4g} to {new_lr:.4g}; resume with the original "
-        "--trainer.max_epochs to keep the original schedule."
+        f"Resuming at step {step}: the learning-rate schedule is re-planned {', '.join(changes)}, so the "
+        f"rate goes from {saved_lr:.4g} to {new_lr:.4g}; resume with the original {' and '.join(flags)} "
+        "to keep the original schedule."
     )
 
 

@@ -260,5 +260,5 @@ class SimCLR(pl.LightningModule):
             f"{warmup_steps} warm-up steps of {total_steps}."
         )
         # Says in one line when a resume re-plans it (another max_epochs): lightning_modules/optim.py.
-        scheduler = WarmupCosineLR(optimizer, total_steps, warmup_steps)
+        scheduler = WarmupCosineLR(optimizer, total_steps, warmup_steps, images_per_step)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

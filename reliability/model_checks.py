@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from reliability.errors import UserError
+from views.multicrop import MultiCrop
 
 
 def check_encoder_takes(
@@ -31,3 +32,16 @@ def check_encoder_takes(
         ) from error
     finally:
         encoder.train(was_training)
+
+
+def check_encoder_takes_small_views(encoder: nn.Module, multi_crop: MultiCrop | None, backbone: str) -> None:
+    """Multi-crop needs the encoder to take a second input size; this project's ViTs take one."""
+    if multi_crop is not None:
+        check_encoder_takes(
+            encoder,
+            multi_crop.size,
+            backbone,
+            f"The small views of --data.num_small_views {multi_crop.count} need an encoder that takes a "
+            "second input size (ResNets do): set another --data.small_view_size or --model.backbone, or "
+            "--data.num_small_views 0.",
+        )

@@ -6,6 +6,7 @@ launching process, or from what srun/torchrun give every rank) and handed on thr
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import time
@@ -76,25 +77,34 @@ def _fresh_folder(parent: Path, name: str) -> Path:
 def _claim(run_dir: Path) -> None:
     """One process at a time per run folder: a second fit or resume started there stops at once.
 
-    Two processes in one folder would overwrite each other's last.ckpt and config.yaml. The lock is
-    flock(2) on a file in the folder, so the kernel releases it when the process ends, even by SIGKILL.
+    Two processes in one folder would overwrite each other's last.ckpt and config.yaml. The lock is a
+    POSIX record lock (fcntl) on a file in the folder: it belongs to this process alone, so the kernel
+    releases it when this process ends, even by SIGKILL, and the DataLoader workers forked from it never
+    hold it. (An flock(2) lock belongs to the open file, which forked workers share: after a SIGKILL of
+    the main process they kept the folder locked until their watchdog stopped them, about 5 s, and an
+    immediate restart was refused.) Closing any descriptor of the lock file in this process would
+    release the lock; only this function and release_run_dir open or close it.
     """
     if os.name != "posix" or str(run_dir.resolve()) in _HELD_LOCKS:
         return
     import fcntl
 
+    made_here = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     handle = (run_dir / LOCK_FILENAME).open("a")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
         handle.close()
+        if error.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
         raise UserError(
             f"Another process is running in '{run_dir}' (it holds {LOCK_FILENAME}); wait for it to end, "
             "or start this run in another --trainer.default_root_dir."
         ) from None
     _HELD_LOCKS[str(run_dir.resolve())] = handle
-    _OWNED_FOLDERS.add(run_dir)
+    if made_here:
+        _OWNED_FOLDERS.add(run_dir)
 
 
 def note_resumed_config(path: Path) -> None:
@@ -104,15 +114,20 @@ def note_resumed_config(path: Path) -> None:
 
 
 def release_run_dir(failed: bool = False) -> None:
-    """Ends this process's claim on its run folder and removes what a failed invocation leaves to no use:
-    a run folder that holds nothing (e.g. stopped by a missing dataset), and the config-resumed-*.yaml
-    of a resume that failed before saving a checkpoint."""
+    """Ends this process's claim on its run folder and removes what an invocation leaves to no use: a
+    folder it made that holds nothing (a run stopped by a missing dataset, a `--trainer.fast_dev_run`,
+    a validate without a logger), and the config-resumed-*.yaml of a resume that failed before saving
+    a checkpoint."""
     for handle in _HELD_LOCKS.values():
         handle.close()
     _HELD_LOCKS.clear()
     owned, resumed = list(_OWNED_FOLDERS), list(_RESUMED_CONFIGS)
     _OWNED_FOLDERS.clear()
     _RESUMED_CONFIGS.clear()
+    for folder in owned:
+        if folder.is_dir() and {path.name for path in folder.iterdir()} <= {LOCK_FILENAME}:
+            (folder / LOCK_FILENAME).unlink(missing_ok=True)
+            folder.rmdir()
     if not failed:
         return
     for config in resumed:
@@ -120,10 +135,6 @@ def release_run_dir(failed: bool = False) -> None:
             written = config.stat().st_mtime
             if not any(ckpt.stat().st_mtime >= written for ckpt in config.parent.rglob("*.ckpt")):
                 config.unlink()
-    for folder in owned:
-        if folder.is_dir() and {path.name for path in folder.iterdir()} <= {LOCK_FILENAME}:
-            (folder / LOCK_FILENAME).unlink(missing_ok=True)
-            folder.rmdir()
 
 
 def resolve_last_checkpoint(run_dir: str | None, checkpoint_dir: str | None) -> Path:
@@ -206,13 +217,14 @@ def _set_aside_config(run_dir: Path) -> None:
     )
 
 
-def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
+def resolve_run_dir(subcommand: str, given: str | None, resuming: bool, dry_run: bool = False) -> Path:
     """The folder this run writes into, the same one for every rank of a job.
 
     fit: `given` (a run folder) or a fresh runs/<timestamp> (runs/<job id> under srun or torchrun);
     a folder that already holds a run is only reused to resume it. validate/test: a fresh sub-folder
     of `given` (typically the run being evaluated, when its saved config.yaml is passed back) or of
-    runs/, so evaluations never overwrite the run they evaluate.
+    runs/, so evaluations never overwrite the run they evaluate. A `dry_run` (fast_dev_run) writes
+    nothing, so it may run in any folder, and leaves a run it finds there as it was.
     """
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited:
@@ -237,7 +249,7 @@ def resolve_run_dir(subcommand: str, given: str | None, resuming: bool) -> Path:
     # Ranks that srun or torchrun start separately all name this folder: none may lock the others out.
     if subcommand == "fit" and not (SLURMEnvironment.detect() or TorchElasticEnvironment.detect()):
         _claim(run_dir)
-    if subcommand == "fit" and (run_dir / CONFIG_FILENAME).exists() and not resuming:
+    if subcommand == "fit" and (run_dir / CONFIG_FILENAME).exists() and not resuming and not dry_run:
         if any(run_dir.rglob("*.ckpt")):
             raise FileExistsError(
                 f"'{run_dir}' already holds a run ({CONFIG_FILENAME} and checkpoints are there). To continue "

@@ -12,6 +12,7 @@ import cli
 from cli import cli_main
 from lightning_modules.simclr import SimCLR
 from tests.run_helpers import fresh_cli_environment, write_image_folder
+from tests.views.photos import photo_pixels, save_jpeg, write_photo_folder
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMOKE = ["--config", str(CONFIGS / "imagefolder.yaml"), "--config", str(CONFIGS / "cpu-smoke.yaml")]
@@ -73,9 +74,25 @@ def test_a_folder_holding_a_run_is_not_reused_without_resuming(tiny_image_folder
 
 def test_each_fit_gets_a_fresh_folder(tiny_image_folder: Path) -> None:
     arguments = [*SMOKE, "--data.root", str(tiny_image_folder), "--trainer.logger", "false"]
+    arguments += ["--trainer.limit_val_batches", "0", "--test_after_fit", "false"]
     for _ in range(2):
-        cli_main(["fit", *arguments, "--trainer.fast_dev_run", "true"])
+        cli_main(["fit", *arguments])
     assert len(list(Path("runs").iterdir())) == 2
+
+
+def test_fast_dev_run_writes_nothing_so_the_real_run_can_follow_it(tiny_image_folder: Path) -> None:
+    """Lightning's fast_dev_run is a dry run (no logger, no checkpoint, no config.yaml): the folder it
+    names is the one the real run will use, so it must leave that folder as it found it."""
+    arguments = [*SMOKE, "--data.root", str(tiny_image_folder), "--trainer.default_root_dir", "exp"]
+    cli_main(["fit", *arguments, "--trainer.fast_dev_run", "true"])
+    assert not Path("exp").exists()
+    # W&B off: its service process may still append to its logs after the run.
+    real_run = ["--trainer.limit_val_batches", "0", "--test_after_fit", "false", "--trainer.logger", "false"]
+    cli_main(["fit", *arguments, *real_run])
+    assert (Path("exp") / "config.yaml").is_file() and (Path("exp") / "checkpoints" / "last.ckpt").is_file()
+    before = {path: path.read_bytes() for path in Path("exp").rglob("*") if path.is_file()}
+    cli_main(["fit", *arguments, "--trainer.fast_dev_run", "true"])  # neither refused nor writing
+    assert {path: path.read_bytes() for path in Path("exp").rglob("*") if path.is_file()} == before
 
 
 def test_wandb_goes_offline_without_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -171,3 +188,23 @@ def test_a_checkpoint_whose_stem_does_not_fit_is_refused_in_one_line(
     (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert f"Checkpoint '{checkpoint}' does not fit this model" in line
     assert "image_size 96 (this run: 32)" in line
+
+
+def test_a_folder_of_jpegs_of_any_size_trains_on_batched_views_and_evaluates(
+    tmp_path: Path, lightning_logs: pytest.LogCaptureFixture
+) -> None:
+    """`--data.view_path batched` on photos of varied sizes, EXIF-rotated ones among them: the run says
+    which path it takes and why, and validation, the kNN monitor and the final test, whose views come
+    from the evaluation transforms, work on the same varied images."""
+    sizes = [(40 + 9 * (n % 4), 56 - 7 * (n % 3)) for n in range(12)]
+    root = write_photo_folder(tmp_path / "photos", sizes, classes=("a", "b", "c", "d"), png_every=5)
+    save_jpeg(root / "train" / "a" / "rotated.jpg", photo_pixels(64, 40), orientation=6)
+    fit = cli_main([
+        "fit", *SMOKE, "--data.root", str(root), "--data.image_size", "32", "--data.view_path", "batched",
+        "--trainer.logger", "false",
+    ])  # fmt: skip
+    assert "Training views: batched (training images differ in size" in lightning_logs.text
+    assert "files read per batch, decoded and views made in the DataLoader workers" in lightning_logs.text
+    assert len(fit.datamodule.train_dataset) == 49 and fit.trainer.global_step == 1  # one batch of 32
+    metrics = fit.trainer.callback_metrics
+    assert {"val/probe_top1", "val/knn_top1", "test/probe_top1", "test/knn_top1"} <= metrics.keys()

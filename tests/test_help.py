@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from pytorch_lightning.cli import LightningCLI
 
-from cli import cli_main
+from cli import SimCLRCLI, cli_main
 from evaluation.cli import build_parser
 from help_text import EVALUATE_COMMANDS, EVALUATE_DESCRIPTION, TRAIN_DESCRIPTION, TRAIN_SUBCOMMANDS
 from tests.run_helpers import REPOSITORY
@@ -54,7 +53,7 @@ def test_evaluate_help_describes_each_command() -> None:
 
 
 def test_the_overviews_list_the_commands_the_parsers_have() -> None:
-    assert list(TRAIN_SUBCOMMANDS) == list(LightningCLI.subcommands())
+    assert list(TRAIN_SUBCOMMANDS) == list(SimCLRCLI.subcommands()) == ["fit", "validate", "test"]
     parser = build_parser()
     (subcommands,) = [action for action in parser._actions if action.dest == "command"]
     assert list(EVALUATE_COMMANDS) == list(subcommands.choices)
@@ -66,6 +65,37 @@ def test_fit_help_carries_the_description_and_every_option_has_help(capsys) -> N
     text = capsys.readouterr().out
     assert TRAIN_DESCRIPTION in text
     assert options_without_help(text) == []
+    # No datamodule chosen: the options every datamodule shares, and how to see one's own.
+    assert "--data.* options every datamodule shares" in text and "ImageFolderDataModule" in text
+    assert "\n  --data.batch_size BATCH_SIZE\n                        the GLOBAL batch" in text
+
+
+def test_fit_help_lists_the_options_of_the_datamodule_a_config_chooses(capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(REPOSITORY / "configs" / "imagefolder.yaml"), "--help"])
+    text = capsys.readouterr().out
+    data_options = text[text.index("--data.* options of ImageFolderDataModule") :]
+    assert options_without_help(text) == []
+    assert "--data.root ROOT      the folder holding train/<class>/" in data_options  # its own text
+    assert "--data.mean MEAN" in data_options and "--data.download" not in data_options  # its own options
+    inherited = "--data.val_holdout VAL_HOLDOUT\n                        held-out"
+    assert inherited in data_options  # SimCLRDataModule's text
+
+
+def test_evaluate_data_commands_list_the_chosen_datamodules_options(capsys) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["knn", "--data", "CIFAR10DataModule", "--help"])
+    text = capsys.readouterr().out
+    assert "--data.* options of CIFAR10DataModule" in text and "--data.download {true,false}" in text
+    assert options_without_help(text) == []
+
+
+def test_train_predict_says_where_prediction_is(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["predict", "--config", str(REPOSITORY / "configs" / "cifar10.yaml")])
+    assert exit_info.value.code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: train.py has no predict command") and "evaluate.py predict" in line
 
 
 @pytest.mark.parametrize("command", list(EVALUATE_COMMANDS))

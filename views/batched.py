@@ -23,7 +23,7 @@ from torch import Tensor
 
 from views.colour import colour_and_normalise, normalise
 from views.config import AugmentConfig
-from views.params import ViewParams, probe_boxes, sample_view_params
+from views.params import DeviceGenerators, ViewParams, probe_boxes, sample_view_params
 from views.resample import sampling_grid
 
 
@@ -43,7 +43,7 @@ class BatchViewAugmenter:
         # Eager, the views take under 200 small kernels, so launches rather than pixels set the pace for
         # 32 px images; compiled, the pixel work fuses into a few kernels. Sampling stays eager.
         self._render = torch.compile(render_views, dynamic=False) if compile else render_views
-        self._generators: dict[torch.device, torch.Generator] = {}
+        self._generators = DeviceGenerators()
 
     def __getstate__(self) -> dict[str, Any]:
         """DataLoader workers and spawned processes get the settings; they compile and seed their own."""
@@ -54,10 +54,7 @@ class BatchViewAugmenter:
 
     def generator(self, device: torch.device, seed: int) -> torch.Generator:
         """This augmenter's generator on `device`, reseeded; seeding is host-side (no sync on a GPU)."""
-        generator = self._generators.get(device)
-        if generator is None:
-            generator = self._generators[device] = torch.Generator(device=device)
-        return generator.manual_seed(seed)
+        return self._generators.seeded(device, seed)
 
     def views(
         self, images: Tensor, generator: torch.Generator | None = None

@@ -5,9 +5,11 @@ A small view is a SimCLR view with another output size and crop scale: the same 
 blur draws as the large views (SwAV's and VISSL's multi-crop transforms apply one augmentation to every
 crop), so each view path makes them with its own renderer, given `small_view_config`. Their parameters
 are drawn after the large views' from the same generator (after the probe view's on the batched path,
-before it on the per-image path), so they are seeded as the large views are (on the batched path per
+before it on the per-image path), so they are seeded as the large views are (on the batched paths per
 (run seed, rank, epoch, batch): a resumed run draws what the uninterrupted one drew); on the batched
-path turning them on leaves the large views unchanged.
+paths turning them on leaves the large views unchanged. On the batched path for images of any size each
+image's small crops are drawn from its own full size, as its large ones are, and all small views of a
+batch are resized in one filtered pass (views.filtered_crops).
 The training batch then also holds "small_views": [N small views, B, 3, S, S], view-major.
 """
 
@@ -19,8 +21,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from views.any_size import AnySizeViewAugmenter, ImageLayout
 from views.batched import BatchViewAugmenter
 from views.config import AugmentConfig
+from views.params import sample_view_params
 
 # SwAV's crop scales of its small crops (0.05-0.14 of the area; the large ones take 0.14-1 there, the
 # template's --data.min_crop_scale here) and its sizes, 96 px small crops beside 224 px large ones.
@@ -111,3 +115,59 @@ class MultiCropBatchAugmenter(BatchViewAugmenter):
         batch = super().training_batch(images, labels, generator)
         batch["small_views"] = batched_small_views(self.small, images, self.multi_crop.count, generator)
         return batch
+
+
+class AnySizeMultiCropBatchAugmenter(AnySizeViewAugmenter):
+    """The batched path for images of any size with small views: the large views (and the probe view)
+    as `AnySizeViewAugmenter` makes them, then `multi_crop.count` small views of the same packed images,
+    their parameters drawn after the large views' from the same generator."""
+
+    def __init__(
+        self, config: AugmentConfig, multi_crop: MultiCrop, probe_view: bool = False, compile: bool = False
+    ) -> None:
+        super().__init__(config, probe_view, compile)
+        self.multi_crop = multi_crop
+        self.small_config = multi_crop.small_view_config(config)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "multi_crop": self.multi_crop}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"], state["multi_crop"], state["probe_view"], state["compile"])  # type: ignore[misc]
+
+    def training_batch_of(
+        self, layout: ImageLayout, labels: Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """{"view1", "view2"[, "probe_view"]: [B, 3, S, S], "small_views": [N, B, 3, s, s], "label": [B]}."""
+        batch = super().training_batch_of(layout, labels, generator)
+        count, images, config = self.multi_crop.count, layout.count, self.small_config
+        params = sample_view_params(
+            count * images,
+            layout.full_height.repeat(count),
+            layout.full_width.repeat(count),
+            config,
+            generator,
+            layout.full_height.device,
+        )
+        crops = layout.crops(params.boxes, params.flip, config.image_size)
+        small = self._colour(crops, params, config)
+        batch["small_views"] = small.view(count, images, *small.shape[1:])
+        return batch
+
+
+def batch_augmenter(
+    config: AugmentConfig, multi_crop: MultiCrop | None, compile: bool, probe_view: bool
+) -> BatchViewAugmenter:
+    """The fixed-size batched path's augmenter, with small views where `multi_crop` asks for them."""
+    if multi_crop is None:
+        return BatchViewAugmenter(config, compile, probe_view)
+    return MultiCropBatchAugmenter(config, multi_crop, compile, probe_view)
+
+
+def any_size_augmenter(
+    config: AugmentConfig, multi_crop: MultiCrop | None, probe_view: bool, compile: bool
+) -> AnySizeViewAugmenter:
+    """The any-size batched path's augmenter, with small views where `multi_crop` asks for them."""
+    if multi_crop is None:
+        return AnySizeViewAugmenter(config, probe_view, compile)
+    return AnySizeMultiCropBatchAugmenter(config, multi_crop, probe_view, compile)

@@ -1,17 +1,24 @@
-"""Which of the two view paths a run takes, and the one line that says why.
+"""Which view path a run takes, and the one line that says why.
 
-- batched: the training images are decoded once into one uint8 tensor and each batch's views are made
-  for the whole batch at once (`views.batched`). On an accelerator the tensor sits on the device and
-  the views are made there after the transfer (the datamodule's `on_after_batch_transfer`), so the CPU
-  does nothing per step but gather indices. On a CPU-only run the views are made inside the DataLoader
-  workers instead, a whole batch per worker task: the main process, which trains the model, then never
-  waits for augmentation as long as the workers keep up, exactly as on the per-image path.
-- per_image: PIL views one image at a time in the workers (`views.per_image`); the only choice for
-  images of different sizes, which cannot share one tensor.
-"auto" takes the batched path whenever every training image has one size (CIFAR, STL-10, an image
-folder whose files all have one size), at most twice the view size, and the decoded images fit in half
-the available memory, and, on a CPU-only run, the views are at most CPU_BATCHED_MAX_VIEW_SIZE px: made
-on CPU cores, batched views were faster per core than per-image PIL views at 32 px, slower at 96 px.
+- batched, from decoded images: the training images are decoded once into one uint8 tensor and each
+  batch's views are made for the whole batch at once (`views.batched`). On an accelerator the tensor
+  sits on the device and the views are made there after the transfer (the datamodule's
+  `on_after_batch_transfer`), so the CPU does nothing per step but gather indices. On a CPU-only run the
+  views are made inside the DataLoader workers instead, a whole batch per worker task: the main process,
+  which trains the model, then never waits for augmentation as long as the workers keep up, exactly as
+  on the per-image path.
+- batched, from files (images of any size): the workers read each batch's files, JPEGs as their bytes;
+  the batch is decoded where its views are made (on an accelerator by nvJPEG, one call per batch) and
+  all its crops are resized in one antialiased pass (`views.any_size`). On a CPU-only run the workers
+  decode and make the views.
+- per_image: PIL views one image at a time in the workers (`views.per_image`).
+"auto" takes the batched path from decoded images whenever every training image has one size (CIFAR,
+STL-10, an image folder whose files all have one size), at most twice the view size, and the decoded
+images fit in half the available memory, and, on a CPU-only run, the views are at most
+CPU_BATCHED_MAX_VIEW_SIZE px: made on CPU cores, batched views were faster per core than per-image PIL
+views at 32 px, slower at 96 px. Otherwise, on an accelerator, a dataset of files (an image folder)
+takes the batched path from files; elsewhere auto takes the per-image path, and `--data.view_path
+batched` asks for the batched path from files (the same code, decoding on the CPU).
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ class ViewPathChoice:
 
     batched: bool
     reason: str
+    # Batched views of images read from their files per batch (images of any size), not cached decoded.
+    from_files: bool = False
 
     def __str__(self) -> str:
         return f"{'batched' if self.batched else 'per_image'} ({self.reason})"
@@ -70,46 +79,56 @@ def choose_view_path(
     training_sizes: Callable[[], list[tuple[int, int]]],
     image_count: Callable[[], int],
     root: str,
+    has_files: bool = False,
 ) -> ViewPathChoice:
     """The path for `requested` on `device`; `training_sizes` lists up to two distinct (width, height)
-    of the training images, and `image_count` counts them (each is asked only when needed)."""
+    of the training images, and `image_count` counts them (each is asked only when needed).
+    `has_files`: the training images are files the batched path can read per batch (an image folder)."""
     if requested == "per_image":
         return ViewPathChoice(False, "--data.view_path per_image")
-    # The views are made where the images are trained on: on the device, else in CPU workers.
-    slower_on_cpu = device.type == "cpu" and image_size > CPU_BATCHED_MAX_VIEW_SIZE
     sizes = training_sizes()
     (width, height) = sizes[0]
+    per_image_reason = None
     if len(sizes) > 1:
         (w2, h2) = sizes[1]
-        if requested == "batched":
+        if requested == "batched" and not has_files:
             raise ValueError(
                 f"--data.view_path batched needs training images of one size, but '{root}' "
                 f"has {width}x{height} and {w2}x{h2} images (width x height); resize them offline "
                 "to one size or use --data.view_path auto (per-image views)."
             )
-        return ViewPathChoice(False, f"training images differ in size, e.g. {width}x{height} and {w2}x{h2}")
-    if requested == "auto" and slower_on_cpu:
+        obstacle = f"training images differ in size, e.g. {width}x{height} and {w2}x{h2}"
+    elif requested == "auto" and device.type == "cpu" and image_size > CPU_BATCHED_MAX_VIEW_SIZE:
+        # The views would be made on CPU cores, in the workers.
         return ViewPathChoice(
             False,
             f"{image_size} px views on CPU: above {CPU_BATCHED_MAX_VIEW_SIZE} px per-image PIL "
             "views are faster per core than batched ones",
         )
-    if requested == "auto" and max(width, height) > MAX_DOWNSCALE * image_size:
-        return ViewPathChoice(
-            False,
-            f"{width}x{height} training images for {image_size} px views: batched crops "
-            "are not antialiased, so auto keeps the per-image path for large downscaling",
+    elif requested == "auto" and max(width, height) > MAX_DOWNSCALE * image_size:
+        obstacle = f"{width}x{height} training images for {image_size} px views"
+        per_image_reason = (
+            f"{obstacle}: batched crops are not antialiased, so auto keeps the per-image path for "
+            "large downscaling"
         )
-    count = image_count()
-    needed, available = 3 * width * height * count, _available_memory()
-    if requested == "auto" and available and needed > CACHE_MEMORY_SHARE * available:
-        return ViewPathChoice(
-            False,
+    else:
+        count = image_count()
+        needed, available = 3 * width * height * count, _available_memory()
+        if requested != "auto" or not available or needed <= CACHE_MEMORY_SHARE * available:
+            where = "on the CPU" if device.type == "cpu" else f"on {device}"
+            return ViewPathChoice(
+                True, f"all {count} training images are {width}x{height}; views made {where}"
+            )
+        obstacle = (
             f"{count} images of {width}x{height} take {needed / 2**30:.1f} GiB decoded, over "
-            f"{CACHE_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB of memory available",
+            f"{CACHE_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB of memory available"
         )
-    where = "on the CPU" if device.type == "cpu" else f"on {device}"
-    return ViewPathChoice(True, f"all {count} training images are {width}x{height}; views made {where}")
+    if has_files and (requested == "batched" or device.type != "cpu"):
+        made = "decoded and views made in the DataLoader workers"
+        if device.type != "cpu":
+            made = f"JPEGs decoded and views made on {device}"
+        return ViewPathChoice(True, f"{obstacle}; files read per batch, {made} (antialiased crops)", True)
+    return ViewPathChoice(False, per_image_reason or obstacle)
 
 
 def _available_memory() -> int | None:

@@ -64,10 +64,10 @@ def test_smoke_run_of_the_photo_folder_config_reports_every_pipeline(tmp_path: P
     measured = {row["pipeline"]: row for row in payload["results"]}
     assert all(row["config"] == "imagefolder" for row in payload["results"])
     not_measured = payload["not_measured"]["imagefolder"]
-    # Every listed pipeline is measured or said why not (batched: until it takes images of any size).
+    # Every listed pipeline is measured or said why not; batched is the path from files (views/any_size.py).
     assert set(measured) | set(not_measured) | set(payload["skipped"]) == {
         "default", "per_image", "batched", "peers_pil", "lightly"
     }  # fmt: skip
-    assert {"default", "per_image", "peers_pil"} <= set(measured)
+    assert {"default", "per_image", "batched", "peers_pil"} <= set(measured)
     assert all(row["views_per_s"] > 0 and row["rounds"] == 3 for row in measured.values())
     assert "| imagefolder (224 px), median (min-max) | x peers |" in completed.stdout

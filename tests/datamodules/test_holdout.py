@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from datamodules import CIFAR10DataModule, STL10DataModule
-from datamodules.holdout import UNLABELED, holdout_count, stratified_holdout
+from datamodules.holdout import UNLABELED, check_val_holdout, holdout_count, stratified_holdout
 from evaluation.data import LabelledTrainSplit
 from tests.datamodules.fake_data import WrittenDataset, unnormalise
 
@@ -26,6 +26,18 @@ def test_imbalanced_labels_keep_their_proportions_and_unlabeled_are_never_chosen
     assert np.bincount(labels[stratified_holdout(labels, 7, seed=3)], minlength=3).tolist() == [4, 2, 1]
 
 
+def test_fewer_held_out_images_than_classes_come_from_classes_all_over_the_range() -> None:
+    labels = np.repeat(np.arange(1000), 2)
+    held_classes = labels[stratified_holdout(labels, 200, seed=0)]
+    # Stratified: one image from each of 200 classes, and those classes spread over all 1,000 (seeded),
+    # not classes 0-199. Each fifth of the class range gets 40 expected, 22-58 at 4 standard deviations.
+    assert len(set(held_classes.tolist())) == 200
+    per_fifth = np.bincount(held_classes // 200, minlength=5)
+    assert per_fifth.min() >= 22, per_fifth
+    other_seed = labels[stratified_holdout(labels, 200, seed=1)]
+    assert set(other_seed.tolist()) != set(held_classes.tolist())
+
+
 def test_the_slice_is_a_function_of_the_seed() -> None:
     labels = np.repeat(np.arange(4), 25)
     first = stratified_holdout(labels, 20, seed=7)
@@ -40,6 +52,15 @@ def test_counts_and_fractions() -> None:
         holdout_count(5000, 20)
     with pytest.raises(ValueError, match="whole number"):
         holdout_count(2.5, 100)
+    assert holdout_count(1, 100) == 1  # a whole number without a decimal point: one image
+    assert holdout_count(5000.0, 50_000) == 5000  # what config.yaml files of earlier runs hold
+
+
+@pytest.mark.parametrize("written", [1.0, 1e0])
+def test_one_with_a_decimal_point_is_refused_as_ambiguous(written: float) -> None:
+    expected = r"--data.val_holdout=1.0 is ambiguous .*\(e.g. 1 or 5000\).*0.1 for 10%"
+    with pytest.raises(ValueError, match=expected):
+        check_val_holdout(written)
 
 
 def test_cifar_validates_on_held_out_training_images_hidden_from_probe(cifar10_root: WrittenDataset) -> None:

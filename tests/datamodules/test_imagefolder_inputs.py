@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from datamodules.folder_stats import distinct_sizes
 from datamodules.imagefolder import ImageFolderDataModule
+from datamodules.listing import image_files
 from tests.run_helpers import write_image_folder
+from tests.views.test_decode import save_jpeg
 from views.decode import UnreadableImageError, load_rgb
 
 
@@ -85,3 +88,68 @@ def test_a_single_class_dataset_names_the_folder_and_the_fix(tmp_path: Path) -> 
     root = write_image_folder(tmp_path / "images", classes=("only",))
     with pytest.raises(ValueError, match="has a single class folder \\('only'\\).*at least 2 classes"):
         ImageFolderDataModule(str(root), batch_size=4, num_workers=0, image_size=16).setup("fit")
+
+
+@pytest.mark.parametrize(
+    ("link", "target", "named"),
+    [
+        ("c", "a", ("train/c", "train/a")),  # a whole class folder that is a link to another class
+        ("b/more", "a", ("train/b/more", "train/a")),  # a link inside a class folder to another class
+        ("b/extra.png", "a/3.png", ("train/b/extra.png", "train/a/3.png")),  # one linked file
+    ],
+)
+def test_images_reachable_from_two_class_folders_are_refused_naming_both(
+    tmp_path: Path, link: str, target: str, named: tuple[str, str]
+) -> None:
+    root = write_image_folder(tmp_path / "images")
+    train = root / "train"
+    (train / link).symlink_to(train / target, target_is_directory=(train / target).is_dir())
+    if link == "c":
+        (root / "val" / "c").mkdir()
+        (root / "val" / "a" / "0.png").rename(root / "val" / "c" / "0.png")
+    datamodule = ImageFolderDataModule(str(root), batch_size=4, num_workers=0, image_size=16)
+    expected = "through a symbolic link, so they would train under two labels"
+    with pytest.raises(ValueError, match=expected) as err:
+        datamodule.setup("fit")
+    linked, original = (str(root / path) for path in named)
+    message = str(err.value)
+    assert f"'{linked}' (class '{link.split('/')[0]}')" in message and f"'{original}' (class 'a')" in message
+
+
+def test_phone_photos_train_and_evaluate_upright(tmp_path: Path) -> None:
+    """Portrait pictures stored sideways with EXIF orientation 6, as phones write them, beside the same
+    pictures stored upright: every reader (header sizes, the decoded uint8 cache, per-image training
+    images, evaluation) must see them alike. Before, the header scan saw two sizes, the uint8 cache
+    refused the folder, and the other paths trained and evaluated on sideways pictures."""
+    colours = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 255, 255]])
+    root = tmp_path / "photos"
+    for split in ("train", "val"):
+        for class_index, name in enumerate(("a", "b")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            blocks = np.roll(colours, class_index, axis=0).reshape(3, 2, 3).astype(np.uint8)
+            portrait = blocks.repeat(8, axis=0).repeat(8, axis=1)  # 24 high, 16 wide
+            save_jpeg(folder / "0_upright.jpg", portrait)
+            save_jpeg(folder / "1_sideways.jpg", np.rot90(portrait, k=1), orientation=6)
+            save_jpeg(folder / "2_upright.jpg", portrait)
+    assert [size for size, _ in distinct_sizes(image_files([root / "train", root / "val"]))] == [(16, 24)]
+
+    def close(first: object, second: object) -> bool:
+        """Alike up to JPEG noise: a picture turned the wrong way moves whole blocks across the range."""
+        one, other = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+        return bool(np.abs(one - other).mean() < 0.05 * (one.max() - one.min()))
+
+    settings = dict(batch_size=2, num_workers=0, image_size=16, val_holdout=0)
+    cached = ImageFolderDataModule(str(root), view_path="batched", **settings)  # type: ignore[arg-type]
+    cached.setup("fit")
+    pixels = cached.train_dataset.images  # uint8 [N, 3, 24, 16]: files sorted, a/0, a/1, a/2, b/0, ...
+    assert tuple(pixels.shape) == (6, 3, 24, 16)
+    assert close(pixels[1], pixels[0]) and close(pixels[4], pixels[3])
+    assert not close(pixels[0], pixels[3])  # the two classes differ: the comparison can fail
+
+    per_image = ImageFolderDataModule(str(root), view_path="per_image", **settings)  # type: ignore[arg-type]
+    images = per_image._pretrain_images()
+    assert images[1][0].size == (16, 24) and close(images[1][0], images[0][0])
+    per_image.setup("validate")
+    assert close(per_image.val_dataset[1][0], per_image.val_dataset[0][0])
+    assert not close(per_image.val_dataset[0][0], per_image.val_dataset[3][0])

@@ -7,7 +7,12 @@ from collections import Counter
 import pytest
 from torch.utils.data import Subset
 
-from datamodules.sampling import ClassInterleavedSampler, class_interleaved_order, listed_labels
+from datamodules.sampling import (
+    ClassInterleavedSampler,
+    class_interleaved_order,
+    listed_labels,
+    resume_position,
+)
 
 
 class LabelledList(list):
@@ -75,3 +80,17 @@ def test_labels_are_read_without_loading_images() -> None:
     assert listed_labels(Subset(dataset, [3, 0])).tolist() == [1, 2]
     assert listed_labels([0, 1]) is None  # no targets: the sampler keeps the dataset's order
     assert list(ClassInterleavedSampler([5, 6, 7], num_replicas=1, rank=0, seed=0)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("epochs_started", "batches_done", "position"),
+    [
+        (0, 0, (0, 0)),  # saved before the first epoch started: the start-up sanity check
+        (1, 0, (0, 0)),  # saved before the first step of the first epoch
+        (1, 3, (0, 3)),  # mid-epoch
+        (1, 8, (1, 0)),  # at the end of the first epoch (8 batches): the next one starts afresh
+        (3, 5, (2, 5)),
+    ],
+)
+def test_resume_position(epochs_started: int, batches_done: int, position: tuple[int, int]) -> None:
+    assert resume_position(epochs_started, batches_done, batches_per_epoch=8) == position

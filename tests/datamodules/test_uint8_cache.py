@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 
 from datamodules import CIFAR10DataModule, ImageFolderDataModule, STL10DataModule
+from datamodules.encoded import EncodedImages
 from datamodules.sampling import BatchKey, ResumableBatchSampler, view_seed
+from datamodules.training_sets import DeviceViews
 from datamodules.uint8_cache import CachedImages
 from lightning_modules.simclr import SimCLR
 from tests.datamodules.fake_data import WrittenDataset
@@ -104,7 +106,7 @@ def test_views_made_after_transfer_equal_those_made_in_the_loader(cifar10_root: 
     raw = CachedImages(in_loader.images, in_loader.labels, in_loader.run_seed)[key]
     assert set(raw) == {"images", "label", "view_seed"} and raw["images"].dtype == torch.uint8
     assert raw["view_seed"] == view_seed(in_loader.run_seed, 0, 3, 1)
-    datamodule._augmenter = in_loader.augmenter
+    datamodule._device_views = DeviceViews(in_loader.augmenter)
     after_transfer = datamodule.on_after_batch_transfer(raw, 0)
     for name in ("view1", "view2", "probe_view", "label"):
         assert torch.equal(after_transfer[name], made_in_loader[name]), name
@@ -151,7 +153,9 @@ def test_image_folders_of_one_size_take_the_batched_path(tmp_path: Path) -> None
     assert cached.labels.tolist() == [0, 0, 0, 1, 1, 1]
 
 
-def test_image_folders_of_mixed_sizes_take_the_per_image_path_or_are_refused(tmp_path: Path) -> None:
+def test_image_folders_of_mixed_sizes_take_the_per_image_path_on_cpu_unless_batched_is_asked(
+    tmp_path: Path,
+) -> None:
     write_folder(tmp_path, [(20, 16), (20, 16), (24, 24)])
     auto = ImageFolderDataModule(str(tmp_path), batch_size=2, num_workers=0, image_size=16)
     auto.setup("fit")
@@ -160,9 +164,10 @@ def test_image_folders_of_mixed_sizes_take_the_per_image_path_or_are_refused(tmp
     forced = ImageFolderDataModule(
         str(tmp_path), batch_size=2, num_workers=0, image_size=16, view_path="batched"
     )
-    with pytest.raises(ValueError, match=r"20x16 and 24x24 .*--data\.view_path auto") as raised:
-        forced.setup("fit")
-    assert str(tmp_path) in str(raised.value) and "\n" not in str(raised.value)
+    forced.setup("fit")  # the batched path for images of any size (tests/datamodules/test_encoded.py)
+    assert isinstance(forced.train_dataset, EncodedImages)
+    assert forced.view_path_used is not None
+    assert forced.view_path_used.startswith("batched (training images differ in size, e.g. 20x16 and 24x24")
 
 
 def test_lightning_trains_on_the_batched_views_by_default(
@@ -235,5 +240,5 @@ def test_auto_keeps_batched_views_of_any_size_on_an_accelerator(tmp_path: Path) 
     datamodule.setup("fit")
     cached = datamodule.train_dataset
     assert isinstance(cached, CachedImages) and cached.augmenter is None
-    assert cached.images.device == meta and datamodule._augmenter is not None
+    assert cached.images.device == meta and datamodule._device_views is not None
     assert datamodule.view_path_used == "batched (all 4 training images are 96x96; views made on meta)"

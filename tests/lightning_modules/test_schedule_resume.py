@@ -53,3 +53,19 @@ def test_a_change_during_warmup_is_reported_too(lightning_logs) -> None:
     saved = scheduler_after(5, total_steps=100, warmup_steps=10).state_dict()
     resumed(saved, total_steps=300, warmup_steps=10)
     assert [record for record in lightning_logs.records if "re-planned from 100 steps" in record.getMessage()]
+
+
+def test_a_new_peak_is_applied_from_the_first_resumed_step_and_said(lightning_logs) -> None:
+    """The optimiser's saved rate (the old peak's) is replaced at load, before the next step uses it."""
+    saved = scheduler_after(30, total_steps=100, warmup_steps=10).state_dict()
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2 * PEAK)
+    scheduler = WarmupCosineLR(optimizer, 100, 10)
+    optimizer.param_groups[0]["lr"] = PEAK * warmup_cosine(29, 100, 10)  # as Lightning restores it
+    scheduler.load_state_dict(saved)
+    new = 2 * PEAK * warmup_cosine(30, 100, 10)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(new) == scheduler.get_last_lr()[0]
+    (line,) = [r.getMessage() for r in lightning_logs.records if "re-planned" in r.getMessage()]
+    assert f"to a peak of {2 * PEAK:.4g} instead of {PEAK:.4g}" in line and "--model.base_lr" in line
+    assert f"from {PEAK * warmup_cosine(30, 100, 10):.4g} to {new:.4g}" in line
+    scheduler.step()
+    assert scheduler.get_last_lr()[0] == pytest.approx(2 * PEAK * warmup_cosine(31, 100, 10))

@@ -74,3 +74,28 @@ def uninterrupted_and_resumed(
     assert trainer.global_step == STEPS_PER_EPOCH * EPOCHS
     assert sorted(resumed.steps) == list(range(INTERRUPTED_AFTER + 1, STEPS_PER_EPOCH * EPOCHS + 1))
     return uninterrupted.steps, resumed.steps
+
+
+# What the batched paths' resume tests record per step, besides the losses.
+RECORDED_VIEWS = ("view1", "view2", "probe_view", "label")
+
+
+def capture_views_and_losses(trainer: pl.Trainer, outputs: dict, batch: dict) -> dict:
+    return {
+        **{name: batch[name].clone() for name in RECORDED_VIEWS},
+        "loss": outputs["loss"].item(),
+        "probe_loss": trainer.callback_metrics["train/probe_loss"].item(),
+    }
+
+
+def assert_same_views_and_losses(uninterrupted: dict[int, dict], resumed: dict[int, dict]) -> None:
+    """Every step after the resume saw exactly the uninterrupted run's views, labels and losses;
+    every step of the run drew its own views (the two epochs are not replays of each other)."""
+    for step, after_resume in resumed.items():
+        expected = uninterrupted[step]
+        for name in RECORDED_VIEWS:
+            assert torch.equal(after_resume[name], expected[name]), f"{name} differs at step {step}"
+        assert after_resume["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+        assert after_resume["probe_loss"] == pytest.approx(expected["probe_loss"], rel=1e-5)
+    first, second = uninterrupted[1]["view1"], uninterrupted[STEPS_PER_EPOCH + 1]["view1"]
+    assert not torch.equal(first, second)

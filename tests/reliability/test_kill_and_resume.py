@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,7 +16,8 @@ import yaml
 
 from lightning_modules.simclr import SimCLR
 from reliability.code_version import code_version
-from tests.run_helpers import smoke_args, train_subprocess, write_image_folder
+from reliability.run_folder import RUN_DIR_ENV, release_run_dir, resolve_run_dir
+from tests.run_helpers import fresh_cli_environment, smoke_args, train_subprocess, write_image_folder
 
 STEPS_PER_EPOCH, EPOCHS = 4, 2
 KILLED_AT = STEPS_PER_EPOCH + 2  # two steps into the second epoch
@@ -74,3 +76,48 @@ def test_sigkill_mid_epoch_then_resume_finishes_the_run(tmp_path: Path) -> None:
     commit = code_version()["git_commit"]
     resumed_events = sorted((run / "wandb").glob("offline-run-*/run-*.wandb"))[-1]
     assert f'"git_commit":"{commit}"'.encode() in resumed_events.read_bytes()
+
+
+def group_members(group: int) -> list[int]:
+    """Live processes of a process group (here: the killed run's DataLoader workers)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            members.append(int(stat.parent.name))
+    return members
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_sigkill_of_the_main_process_frees_its_folder_at_once(tmp_path: Path, monkeypatch) -> None:
+    """An out-of-memory kill hits the main process only; its DataLoader workers live on a few seconds
+    (until their watchdog sees the parent gone). An automatic restart at once must not be refused."""
+    fresh_cli_environment(monkeypatch)
+    images, run, marker = write_image_folder(tmp_path / "images"), tmp_path / "run", tmp_path / "paused"
+    pause = {"class_path": "tests.reliability.pause.PauseOnce", "init_args": {"step": 2}}
+    pause["init_args"]["marker"] = str(marker)
+    quick = ("--trainer.limit_val_batches", "0", "--test_after_fit", "false", "--trainer.logger", "false")
+    args = smoke_args(images, run, *quick, "--step_checkpoint.every_n_train_steps", "1",
+                      "--data.num_workers", "2", "--trainer.callbacks+", json.dumps(pause))  # fmt: skip
+    first = train_subprocess(args, tmp_path / "first.log")
+    try:
+        wait_for(marker, first, tmp_path / "first.log")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+        assert group_members(first.pid), "the workers were expected to outlive the main process briefly"
+        # What a restart checks first, made at once (a restart's imports take longer than the workers live).
+        assert resolve_run_dir("fit", str(run), resuming=True) == run
+        release_run_dir()
+        os.environ.pop(RUN_DIR_ENV)  # set by resolve_run_dir for the ranks of the run
+        resumed = train_subprocess([*args[:-2], "--ckpt_path", "last"], tmp_path / "resumed.log")
+        resumed.wait(timeout=300)
+        assert resumed.returncode == 0, (tmp_path / "resumed.log").read_text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+    finished = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert finished["global_step"] == STEPS_PER_EPOCH * EPOCHS

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from torch.utils.data import Dataset
 
 from datamodules.uint8_cache import CachedImages
 from tests.datamodules.in_memory import InMemoryDataModule
-from tests.reliability.resume import BATCH, IMAGES, SIDE, STEPS_PER_EPOCH, uninterrupted_and_resumed
-
-RECORDED = ("view1", "view2", "probe_view", "label")
+from tests.reliability.resume import (
+    BATCH,
+    IMAGES,
+    SIDE,
+    assert_same_views_and_losses,
+    capture_views_and_losses,
+    uninterrupted_and_resumed,
+)
 
 
 class RandomImagesDataModule(InMemoryDataModule):
@@ -24,14 +28,6 @@ class RandomImagesDataModule(InMemoryDataModule):
         return list(zip(images.to(torch.uint8), (torch.arange(IMAGES) % 2).tolist(), strict=True))
 
 
-def capture(trainer, outputs, batch) -> dict:
-    return {
-        **{name: batch[name].clone() for name in RECORDED},
-        "loss": outputs["loss"].item(),
-        "probe_loss": trainer.callback_metrics["train/probe_loss"].item(),
-    }
-
-
 def test_resumed_batched_run_trains_the_same_images_and_views(tmp_path: Path) -> None:
     datamodules: list[RandomImagesDataModule] = []
 
@@ -40,14 +36,6 @@ def test_resumed_batched_run_trains_the_same_images_and_views(tmp_path: Path) ->
         datamodules.append(datamodule)
         return datamodule
 
-    uninterrupted, resumed = uninterrupted_and_resumed(tmp_path, capture, make_datamodule)
+    uninterrupted, resumed = uninterrupted_and_resumed(tmp_path, capture_views_and_losses, make_datamodule)
     assert all(isinstance(datamodule.train_dataset, CachedImages) for datamodule in datamodules)
-    for step, after_resume in resumed.items():
-        expected = uninterrupted[step]
-        for name in RECORDED:
-            assert torch.equal(after_resume[name], expected[name]), f"{name} differs at step {step}"
-        assert after_resume["loss"] == pytest.approx(expected["loss"], rel=1e-5)
-        assert after_resume["probe_loss"] == pytest.approx(expected["probe_loss"], rel=1e-5)
-    # Every step of the run drew its own views: the two epochs are not replays of each other.
-    first, second = uninterrupted[1]["view1"], uninterrupted[STEPS_PER_EPOCH + 1]["view1"]
-    assert not torch.equal(first, second)
+    assert_same_views_and_losses(uninterrupted, resumed)

@@ -1,0 +1,100 @@
+"""Small views on the batched path for images of any size: each image's small crops drawn from its own
+size at the small crop scale, after the large views from the same per-batch generator (which they leave
+unchanged), in the batch layout of the other paths, the same in the workers and after the transfer, and
+a function of the batch's seed (what a resumed run draws)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datamodules import ImageFolderDataModule
+from datamodules.encoded import EncodedImages
+from datamodules.sampling import BatchKey
+from datamodules.training_sets import DeviceViews
+from tests.views.photos import write_photo_folder
+from tests.views.test_multicrop import MEAN, SMALL, SMALL_SPAN, STD, colour_free, spans
+from views.any_size import AnySizeViewAugmenter
+from views.multicrop import AnySizeMultiCropBatchAugmenter, MultiCrop
+
+SIDES = [64, 200, 96, 150]  # square images of different sizes, a ramp across each
+PHOTO_SIZES = [(40, 30), (25, 50), (64, 48), (33, 33), (70, 20), (45, 60)]  # (width, height)
+
+
+def ramp_image(side: int) -> torch.Tensor:
+    """uint8 [3, side, side], 0..255 rising left to right: a view's span of values is its crop's share
+    of the image's width, whatever the image's size."""
+    row = torch.linspace(0, 255, side).round().to(torch.uint8)
+    return row.expand(3, side, side).contiguous()
+
+
+def test_small_views_come_from_small_crops_of_each_images_own_size_and_leave_the_large_alone() -> None:
+    images = [ramp_image(side) for side in SIDES * 6]  # 24 images
+    full_sizes = [(side, side) for side in SIDES * 6]
+    labels = torch.arange(len(images))
+    multi_crop = MultiCrop(count=3, size=SMALL)
+    with_small = AnySizeMultiCropBatchAugmenter(colour_free(32), multi_crop, probe_view=True)
+    plain = AnySizeViewAugmenter(colour_free(32), probe_view=True)
+    batch = with_small.training_batch(images, full_sizes, labels, torch.Generator().manual_seed(5))
+    expected = plain.training_batch(images, full_sizes, labels, torch.Generator().manual_seed(5))
+    for name in ("view1", "view2", "probe_view", "label"):
+        assert torch.equal(batch[name], expected[name]), name
+    small = batch["small_views"]
+    assert small.shape == (3, 24, 3, SMALL, SMALL) and small.dtype == torch.float32
+    # Boxes drawn from another image's size would span far less (or more) than 0.19-0.43 of the width.
+    small_spans, large_spans = spans(small), spans(torch.stack([batch["view1"], batch["view2"]]))
+    assert SMALL_SPAN[0] <= small_spans.min() and small_spans.max() <= SMALL_SPAN[1], small_spans
+    assert large_spans.max() > SMALL_SPAN[1]  # the premise: large crops reach beyond small ones
+    assert not torch.equal(small[0], small[1]) and not torch.equal(small[1], small[2])  # own draws
+
+
+def test_small_views_of_an_image_decoded_smaller_keep_its_full_size_crops() -> None:
+    """Over --data.max_decoded_side the pixels are fewer; the small crops are still the same share."""
+    full = [ramp_image(200) for _ in range(16)]
+    halved = [ramp_image(100) for _ in range(16)]
+    augmenter = AnySizeMultiCropBatchAugmenter(colour_free(32), MultiCrop(count=2, size=SMALL))
+    sizes, labels = [(200, 200)] * 16, torch.zeros(16, dtype=torch.long)
+    from_full = augmenter.training_batch(full, sizes, labels, torch.Generator().manual_seed(1))
+    from_halved = augmenter.training_batch(halved, sizes, labels, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(from_halved["small_views"], from_full["small_views"], atol=0.1, rtol=0)
+
+
+def test_the_augmenter_travels_to_workers_with_its_small_views() -> None:
+    augmenter = AnySizeMultiCropBatchAugmenter(colour_free(32), MultiCrop(count=2, size=SMALL), True)
+    copy = AnySizeMultiCropBatchAugmenter.__new__(AnySizeMultiCropBatchAugmenter)
+    copy.__setstate__(augmenter.__getstate__())
+    assert (copy.multi_crop, copy.probe_view, copy.small_config) == (
+        augmenter.multi_crop, True, augmenter.small_config,
+    )  # fmt: skip
+
+
+def test_a_folder_of_varied_sizes_gets_small_views_in_the_workers_and_after_the_transfer(
+    tmp_path: Path,
+) -> None:
+    root = write_photo_folder(tmp_path, PHOTO_SIZES)
+    datamodule = ImageFolderDataModule(
+        str(root), batch_size=4, num_workers=0, image_size=32, view_path="batched", num_small_views=3,
+        mean=MEAN, std=STD,
+    )  # fmt: skip
+    datamodule.setup("fit")
+    in_workers = datamodule.train_dataset
+    assert isinstance(in_workers, EncodedImages)
+    assert isinstance(in_workers.augmenter, AnySizeMultiCropBatchAugmenter)
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["small_views"].shape == (3, 4, 3, 16, 16) and batch["view1"].shape == (4, 3, 32, 32)
+
+    key = BatchKey(epoch=2, batch=1, indices=torch.tensor([5, 0, 10, 4]))
+    made_in_worker, again = in_workers[key], in_workers[key]
+    assert torch.equal(made_in_worker["small_views"], again["small_views"])  # a resume draws the same
+    other = in_workers[BatchKey(epoch=2, batch=2, indices=key.indices)]
+    assert not torch.equal(other["small_views"], made_in_worker["small_views"])
+    # The accelerator's route, run on the CPU: bytes transferred, decoded and made into views after.
+    raw = EncodedImages(in_workers.files, in_workers.labels.numpy(), in_workers.run_seed)[key]
+    datamodule._device_views = DeviceViews(in_workers.augmenter)
+    cpu = torch.device("cpu")
+    after = datamodule.on_after_batch_transfer(datamodule.transfer_batch_to_device(raw, cpu, 0), 0)
+    for name in ("view1", "view2", "small_views", "label"):
+        assert torch.equal(after[name], made_in_worker[name]), name
+    assert np.isfinite(after["small_views"].numpy()).all()
