@@ -6,6 +6,7 @@ run on unlabelled images; it is the effective number of directions the represent
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytorch_lightning as pl
@@ -112,7 +113,8 @@ class RankMeMonitor(pl.Callback):
         pl_module.log(
             f"{split}/rankme", value.float(), on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max"
         )
-        return float(value)
+        # A diverged run's NaN is logged; the finite-loss check, not a collapse warning, reports it.
+        return float(value) if math.isfinite(value) else None
 
     def _check_collapse(self, value: float, trainer: pl.Trainer) -> None:
         highest = value if self.highest is None else max(self.highest, value)

@@ -38,8 +38,12 @@ def gram_singular_values(gram: Tensor, count: int) -> Tensor:
     The Gram matrix adds up over batches and devices (a sum of H_b^T H_b), so the embeddings themselves
     never have to be kept or gathered. Returns min(N, D) values, largest first, as svdvals(H) would: its
     eigenvalues are the squared singular values (float64 keeps them to about 1e-8 of the largest).
+    NaNs where H holds a non-finite value (a diverged run), which the eigensolver would fail on.
     """
-    eigenvalues = torch.linalg.eigvalsh(gram.double()).flip(0)[: min(count, gram.shape[0])]
+    values = min(count, gram.shape[0])
+    if not torch.isfinite(gram).all():
+        return torch.full((values,), float("nan"), dtype=torch.float64, device=gram.device)
+    eigenvalues = torch.linalg.eigvalsh(gram.double()).flip(0)[:values]
     return eigenvalues.clamp(min=0).sqrt()
 
 

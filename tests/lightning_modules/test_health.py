@@ -62,6 +62,14 @@ def test_uniformity_is_the_log_mean_gaussian_potential_over_distinct_pairs() -> 
     assert math.isnan(uniformity(torch.randn(1, 6)).item())
 
 
+def test_the_rank_of_non_finite_representations_is_nan_not_an_eigensolver_error() -> None:
+    """A diverged run's validation features hold inf/NaN; eigvalsh raised LinAlgError on their Gram."""
+    h = torch.randn(16, 8, dtype=torch.float64)
+    h[3, 2] = float("inf")
+    values = gram_singular_values(h.T @ h, 16)
+    assert values.shape == (8,) and torch.isnan(values).all() and math.isnan(rankme(values).item())
+
+
 def test_bf16_inputs_under_autocast_are_measured_in_float32() -> None:
     z1, z2 = torch.randn(2, 8, 16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
