@@ -14,6 +14,7 @@ from datamodules import ImageFolderDataModule
 from datamodules.encoded import EncodedImages
 from datamodules.sampling import BatchKey
 from datamodules.training_sets import DeviceViews
+from tests.op_counts import count_aten_ops
 from tests.views.photos import write_photo_folder
 from tests.views.test_multicrop import MEAN, SMALL, SMALL_SPAN, STD, colour_free, spans
 from views.any_size import AnySizeViewAugmenter
@@ -59,6 +60,22 @@ def test_small_views_of_an_image_decoded_smaller_keep_its_full_size_crops() -> N
     from_full = augmenter.training_batch(full, sizes, labels, torch.Generator().manual_seed(1))
     from_halved = augmenter.training_batch(halved, sizes, labels, torch.Generator().manual_seed(1))
     torch.testing.assert_close(from_halved["small_views"], from_full["small_views"], atol=0.1, rtol=0)
+
+
+def test_kernels_per_batch_grow_with_neither_the_batch_nor_the_small_views_and_nothing_syncs() -> None:
+    """All small views of a batch are one filtered pass and one colour pass, whatever N and B."""
+    counts = {}
+    for images_count, small_count in ((8, 2), (16, 2), (8, 6)):
+        sides = [40 + 4 * (n % 5) for n in range(images_count)]
+        images, sizes = [ramp_image(side) for side in sides], [(side, side) for side in sides]
+        augmenter = AnySizeMultiCropBatchAugmenter(colour_free(32), MultiCrop(small_count, SMALL))
+        labels = torch.zeros(images_count, dtype=torch.long)
+        ops = count_aten_ops(
+            lambda: augmenter.training_batch(images, sizes, labels, torch.Generator().manual_seed(0))  # noqa: B023
+        )
+        assert ops.host_syncs() == 0
+        counts[images_count, small_count] = ops.launching()
+    assert counts[8, 2] == counts[16, 2] == counts[8, 6], counts
 
 
 def test_the_augmenter_travels_to_workers_with_its_small_views() -> None:
