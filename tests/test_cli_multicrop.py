@@ -8,8 +8,11 @@ import pytest
 import torch
 
 from cli import cli_main
+from datamodules.encoded import EncodedImages
 from reliability.errors import reported_as_one_line
 from tests.run_helpers import fresh_cli_environment
+from tests.views.photos import write_photo_folder
+from views.multicrop import AnySizeMultiCropBatchAugmenter
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -59,6 +62,17 @@ def test_multicrop_recipe_trains_on_small_views_and_resumes(
         ]
     )
     assert resumed.trainer.global_step == 2 and resumed.datamodule.multi_crop.size == 16
+
+
+def test_multicrop_recipe_trains_on_a_photo_folder_of_any_size_on_the_batched_path(tmp_path: Path) -> None:
+    """The path a photo folder takes on a GPU (files read per batch), run on the CPU by its workers."""
+    sizes = [(40, 30), (25, 50), (64, 48), (33, 33), (70, 20), (45, 60), (50, 50), (36, 72)]
+    photos = write_photo_folder(tmp_path / "photos", sizes)
+    extra = ("--data.small_view_size", "16", "--data.view_path", "batched", "--data.batch_size", "8")
+    run = cli_main(recipe("imagefolder-multicrop.yaml", photos, tmp_path / "run", *extra))
+    assert isinstance(run.datamodule.train_dataset, EncodedImages)
+    assert isinstance(run.datamodule.train_dataset.augmenter, AnySizeMultiCropBatchAugmenter)
+    assert run.trainer.global_step == 2 and torch.isfinite(run.trainer.callback_metrics["train/loss"])
 
 
 def test_small_views_larger_than_the_large_ones_are_one_error_line(
