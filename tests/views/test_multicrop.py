@@ -80,10 +80,15 @@ def test_batched_small_views_come_from_small_crops_and_leave_the_large_views_alo
     plain = BatchViewAugmenter(colour_free(32), probe_view=True)
     batch = with_small.training_batch(images, labels, torch.Generator().manual_seed(5))
     expected = plain.training_batch(images, labels, torch.Generator().manual_seed(5))
+    assert_three_small_views_beside_unchanged_large_ones(batch, expected, 48)
+
+
+def assert_three_small_views_beside_unchanged_large_ones(batch: dict, expected: dict, images: int) -> None:
+    """A batched path's batch with 3 small views of the ramp against the same batch without them."""
     for name in ("view1", "view2", "probe_view", "label"):
         assert torch.equal(batch[name], expected[name]), name
     small = batch["small_views"]
-    assert small.shape == (3, 48, 3, SMALL, SMALL) and small.dtype == torch.float32
+    assert small.shape == (3, images, 3, SMALL, SMALL) and small.dtype == torch.float32
     small_spans, large_spans = spans(small), spans(torch.stack([batch["view1"], batch["view2"]]))
     assert SMALL_SPAN[0] <= small_spans.min() and small_spans.max() <= SMALL_SPAN[1], small_spans
     assert large_spans.max() > SMALL_SPAN[1]  # the premise: large crops reach beyond small ones

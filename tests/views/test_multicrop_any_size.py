@@ -16,7 +16,13 @@ from datamodules.sampling import BatchKey
 from datamodules.training_sets import DeviceViews
 from tests.op_counts import count_aten_ops
 from tests.views.photos import write_photo_folder
-from tests.views.test_multicrop import MEAN, SMALL, SMALL_SPAN, STD, colour_free, spans
+from tests.views.test_multicrop import (
+    MEAN,
+    SMALL,
+    STD,
+    assert_three_small_views_beside_unchanged_large_ones,
+    colour_free,
+)
 from views.any_size import AnySizeViewAugmenter
 from views.multicrop import AnySizeMultiCropBatchAugmenter, MultiCrop
 
@@ -40,15 +46,8 @@ def test_small_views_come_from_small_crops_of_each_images_own_size_and_leave_the
     plain = AnySizeViewAugmenter(colour_free(32), probe_view=True)
     batch = with_small.training_batch(images, full_sizes, labels, torch.Generator().manual_seed(5))
     expected = plain.training_batch(images, full_sizes, labels, torch.Generator().manual_seed(5))
-    for name in ("view1", "view2", "probe_view", "label"):
-        assert torch.equal(batch[name], expected[name]), name
-    small = batch["small_views"]
-    assert small.shape == (3, 24, 3, SMALL, SMALL) and small.dtype == torch.float32
     # Boxes drawn from another image's size would span far less (or more) than 0.19-0.43 of the width.
-    small_spans, large_spans = spans(small), spans(torch.stack([batch["view1"], batch["view2"]]))
-    assert SMALL_SPAN[0] <= small_spans.min() and small_spans.max() <= SMALL_SPAN[1], small_spans
-    assert large_spans.max() > SMALL_SPAN[1]  # the premise: large crops reach beyond small ones
-    assert not torch.equal(small[0], small[1]) and not torch.equal(small[1], small[2])  # own draws
+    assert_three_small_views_beside_unchanged_large_ones(batch, expected, 24)
 
 
 def test_small_views_of_an_image_decoded_smaller_keep_its_full_size_crops() -> None:
