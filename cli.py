@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 from pytorch_lightning.plugins.io import CheckpointIO
 
-from callbacks import KNNMonitor, OnlineLinearProbe, TrainingCurves, ViewPairsGrid
+from callbacks import KNNMonitor, OnlineLinearProbe, RankMeMonitor, TrainingCurves, ViewPairsGrid
 from callbacks.finite_loss import StopOnNonFiniteLoss
 from callbacks.preemption import CheckpointOnStop
 from callbacks.progress_bar import ReadableProgressBar
@@ -35,12 +35,8 @@ from quiet_console import silence_known_noise
 from reliability.checkpoint_io import AtomicCheckpointIO
 from reliability.config_files import check_config_files
 from reliability.errors import UserError, parser_kwargs_raising_errors, reported_as_one_line
-from reliability.fit_settings import (
-    check_fit_trains,
-    check_resume_keeps_the_batch,
-    check_resume_keeps_the_optimiser,
-)
-from reliability.model_checks import check_encoder_takes
+from reliability.fit_settings import check_devices_exist, check_fit_trains, check_resume_keeps_the_method
+from reliability.model_checks import check_encoder_takes, check_encoder_takes_small_views
 from reliability.process_group import destroy_process_group_if_any
 from reliability.run_config import SaveAndLogConfig, place_logs_in_run_dir
 from reliability.run_folder import (
@@ -108,6 +104,7 @@ class SimCLRCLI(LightningCLI):
         )
         # Evaluation while training and the pictures of a run (README.md, Evaluation).
         parser.add_lightning_class_args(KNNMonitor, "knn_monitor")
+        parser.add_lightning_class_args(RankMeMonitor, "rankme")
         parser.add_lightning_class_args(TrainingCurves, "curves")
         parser.add_lightning_class_args(ViewPairsGrid, "view_pairs")
         parser.add_argument(
@@ -172,7 +169,9 @@ class SimCLRCLI(LightningCLI):
                     init_args[name] = value
         self._check_checkpoint_fits()
         # Checked here, before DDP starts one process per device, rather than in each of them.
-        check_encoder_takes(self.model.encoder, self.datamodule.image_size, self.model.hparams.backbone)
+        encoder, backbone = self.model.encoder, self.model.hparams.backbone
+        check_encoder_takes(encoder, self.datamodule.image_size, backbone)
+        check_encoder_takes_small_views(encoder, getattr(self.datamodule, "multi_crop", None), backbone)
         global_batch, world_size = self.datamodule.batch_size, self.trainer.world_size
         if global_batch % world_size != 0:
             smaller = max(world_size, global_batch // world_size * world_size)
@@ -254,11 +253,10 @@ class SimCLRCLI(LightningCLI):
             saved = checkpoint.get("hyper_parameters", {})
             raise UserError(describe_checkpoint_mismatch(ckpt_path, saved, dict(self.model.hparams)))
         if self.subcommand == "fit":
-            batch = self.model.hparams.batch_size
-            images_per_step = batch * self.trainer.accumulate_grad_batches
-            check_resume_keeps_the_batch(ckpt_path, checkpoint, images_per_step, batch)
-            saved = checkpoint.get("hyper_parameters", {})
-            check_resume_keeps_the_optimiser(ckpt_path, saved, dict(self.model.hparams))
+            check_resume_keeps_the_method(
+                ckpt_path, checkpoint, dict(self.model.hparams), dict(self.datamodule.hparams),
+                self.trainer.accumulate_grad_batches,
+            )  # fmt: skip
 
 
 def turn_on_probe_view(config: Namespace) -> None:
@@ -278,19 +276,6 @@ def refuse_predict(args: Sequence[str]) -> None:
     """Lightning's predict subcommand, dropped from SimCLRCLI, says where prediction lives instead."""
     if args[:1] == ["predict"]:
         raise UserError(NO_PREDICT)
-
-
-def check_devices_exist(accelerator: object, devices: object) -> None:
-    """More GPUs than the machine has: say how many there are, before Lightning's longer message."""
-    if str(accelerator) not in ("gpu", "cuda") or not str(devices).isdigit():
-        return
-    requested, available = int(str(devices)), torch.cuda.device_count()
-    if requested > available:
-        raise UserError(
-            f"--trainer.devices {requested} asks for {requested} GPUs but this machine has {available}; "
-            f"use --trainer.devices {available} (or -1 for all of them)"
-            f"{'' if available else ' or --trainer.accelerator cpu'}."
-        )
 
 
 def saved_hyperparameters(ckpt_path: str) -> dict:

@@ -66,6 +66,10 @@ def _data_line(datamodule: pl.LightningDataModule) -> str:
         described += f", {datamodule.num_classes} classes"
     if hasattr(datamodule, "image_size"):
         described += f", {datamodule.image_size} px"
+    multi_crop = getattr(datamodule, "multi_crop", None)
+    if multi_crop is not None:
+        low, high = multi_crop.crop_scale
+        described += f" + {multi_crop.count} small views of {multi_crop.size} px (crops of {low:g}-{high:g})"
     view_path = getattr(datamodule, "view_path_used", None)
     if view_path is not None:
         described += f", views {view_path}"

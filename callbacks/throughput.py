@@ -41,5 +41,7 @@ class ViewsPerSecond(pl.Callback):
         if not is_logging_step(trainer, batch_idx, after_optimizer_step=True):
             return
         images = batch["view1"].shape[0] * trainer.world_size
+        # Small multi-crop views count as views too, whatever their size (views.multicrop).
+        views = VIEWS_PER_IMAGE + (batch["small_views"].shape[0] if "small_views" in batch else 0)
         seconds = (self._batch_ends[-1] - self._batch_ends[0]) / (len(self._batch_ends) - 1)
-        pl_module.log("views/s", VIEWS_PER_IMAGE * images / seconds, logger=False)
+        pl_module.log("views/s", views * images / seconds, logger=False)

@@ -43,5 +43,6 @@ class ViewPairsGrid(pl.Callback):
             datamodule.std,
             Path(trainer.default_root_dir) / VIEW_PAIRS_FILENAME,
             self.max_pairs,
+            batch.get("small_views"),
         )
         log_images_to_wandb(trainer.loggers, {"views/pairs": path})

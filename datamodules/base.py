@@ -35,7 +35,6 @@ from datamodules.holdout import (
 from datamodules.loaders import (
     LoaderSettings,
     evaluation_loader,
-    run_seed,
     training_loader,
 )
 from datamodules.sampling import listed_files, resume_position
@@ -47,8 +46,8 @@ from datamodules.training_sets import (
     per_image_training_set,
 )
 from views.any_size import AnySizeViewAugmenter
-from views.batched import BatchViewAugmenter
 from views.config import AugmentConfig, Triple
+from views.multicrop import SWAV_SMALL_CROP_SCALE, MultiCrop, any_size_augmenter, batch_augmenter
 from views.path import ViewPath, choose_view_path, resolve_view_path
 from views.transforms import ImageTransform, eval_transform
 
@@ -86,6 +85,9 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         val_holdout: int | float | None = None,
         val_holdout_seed: int = 0,
         max_decoded_side: int = 1024,
+        num_small_views: int = 0,
+        small_view_size: int | None = None,
+        small_crop_scale: tuple[float, float] = SWAV_SMALL_CROP_SCALE,
     ) -> None:
         """The help of each argument is what `train.py fit --help` shows for its `--data.` option.
 
@@ -114,6 +116,10 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
             val_holdout_seed: seed of the choice of held-out images.
             max_decoded_side: on the batched path for images of any size, an image whose longer side is
                 larger is decoded in the workers at reduced size (views/jpeg.py), bounding a batch's memory.
+            num_small_views: multi-crop (SwAV): this many small views per image beside the two large ones
+                (views/multicrop.py); 0 keeps SimCLR's two views.
+            small_view_size: side of the small views; null: image_size x 96/224 (SwAV), a multiple of 8.
+            small_crop_scale: area fractions of the small crops (SwAV: 0.05-0.14).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -139,6 +145,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         # What is left of the training views for the accelerator, after each batch's transfer.
         self._device_views: DeviceViews | None = None
         self._image_size: int = image_size if image_size is not None else self.native_image_size  # type: ignore[assignment]
+        self.multi_crop = MultiCrop.of(num_small_views, small_view_size, small_crop_scale, self.image_size)
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
@@ -261,7 +268,7 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
 
     def _training_set(self) -> Dataset:
         """The training set of the view path this run takes (views/path.py); says which and why."""
-        place = self._place()
+        place = Place.of(self.trainer)
         choice = choose_view_path(
             self.view_path,
             self.image_size,
@@ -276,11 +283,11 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         config = AugmentConfig.simclr(**self._view_settings())
         if choice.from_files:
             self._check_enough_images(len(self.train_images()))  # type: ignore[arg-type]
-            augmenter = AnySizeViewAugmenter(config, self.probe_view, self.compile_augment)
+            augmenter = any_size_augmenter(config, self.multi_crop, self.probe_view, self.compile_augment)
             dataset, self._device_views = self._per_batch_training_set(augmenter, place)
             return dataset
         if choice.batched:
-            augmenter = BatchViewAugmenter(config, self.compile_augment, self.probe_view)
+            augmenter = batch_augmenter(config, self.multi_crop, self.compile_augment, self.probe_view)
             cached, self._device_views = cached_training_set(
                 self.train_images(), augmenter, self.hparams.num_workers, self.root, place
             )
@@ -307,15 +314,8 @@ class SimCLRDataModule(pl.LightningDataModule, ABC):
         images = self.train_images()
         self._check_enough_images(len(images))  # type: ignore[arg-type]
         config = AugmentConfig.simclr(**self._view_settings())
-        return per_image_training_set(images, config, self.probe_view, self._place())
-
-    def _place(self) -> Place:
-        trainer = self.trainer
-        return Place(
-            trainer.strategy.root_device if trainer is not None else torch.device("cpu"),
-            trainer.global_rank if trainer is not None else 0,
-            run_seed(),
-        )
+        place = Place.of(self.trainer)
+        return per_image_training_set(images, config, self.probe_view, place, self.multi_crop)
 
     def _validation_images(self, transform: ImageTransform) -> Dataset:
         held_out = self.held_out_indices()

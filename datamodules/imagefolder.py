@@ -15,6 +15,7 @@ from datamodules.base import EvalSplit, SimCLRDataModule
 from datamodules.folder_stats import distinct_sizes, estimate_mean_std, folder_native_size, given_statistics
 from datamodules.listing import class_folder_names, contains_image, image_files, image_folder
 from views.config import Triple
+from views.multicrop import SWAV_SMALL_CROP_SCALE
 from views.path import ViewPath
 from views.transforms import ImageTransform
 
@@ -108,6 +109,9 @@ class ImageFolderDataModule(SimCLRDataModule):
         val_holdout: int | float | None = None,
         val_holdout_seed: int = 0,
         max_decoded_side: int = 1024,
+        num_small_views: int = 0,
+        small_view_size: int | None = None,
+        small_crop_scale: tuple[float, float] = SWAV_SMALL_CROP_SCALE,
     ) -> None:
         """Arguments not listed here mean what they mean for every datamodule (SimCLRDataModule).
 
@@ -141,6 +145,9 @@ class ImageFolderDataModule(SimCLRDataModule):
             val_holdout=val_holdout,
             val_holdout_seed=val_holdout_seed,
             max_decoded_side=max_decoded_side,
+            num_small_views=num_small_views,
+            small_view_size=small_view_size,
+            small_crop_scale=small_crop_scale,
         )
         self.layout = layout
         self._statistics: tuple[Triple, Triple] | None = given_statistics(mean, std)

@@ -135,7 +135,8 @@ class StreamedShards(StreamingDataset):
 
 
 class ShardTrainingViews(StreamedShards):
-    """The training shards as SimCLR view dicts {"view1", "view2"[, "probe_view"]: uint8 [S, S, 3], "label"},
+    """The training shards as SimCLR view dicts {"view1", "view2"[, "probe_view"]: uint8 [S, S, 3], "label"
+    [, "small_views": uint8 [N, s, s, 3]]},
     normalised into batches by `collate` (NormaliseViews), as the per-image path does."""
 
     def __init__(
@@ -146,10 +147,12 @@ class ShardTrainingViews(StreamedShards):
         probe_view: PilProbeView | None,
         seed: int,
         options: dict[str, Any],
+        small_views: tuple[PilSimCLRView, int] | None = None,
     ) -> None:
         super().__init__(location, labels, seed, options)
         self.view = view
         self.probe_view = probe_view
+        self.small_views = small_views  # multi-crop: (the small view, how many per image)
         self.collate = NormaliseViews(view.config.mean, view.config.std)
 
     def __getitem__(self, index: ChunkedIndex | int) -> dict[str, Any]:  # type: ignore[override]
@@ -157,7 +160,8 @@ class ShardTrainingViews(StreamedShards):
         # current_epoch counts from 1 (LitData's), as the views of epoch e draw from it.
         rng = np.random.default_rng([self.seed % 2**32, self.current_epoch, position])
         # As an image folder's files are read (views/crop_decode.py): decoded once, for both crops.
-        views = views_of_file(ImageFile.of_bytes(data, where), self.view, self.probe_view, rng)
+        source = ImageFile.of_bytes(data, where)
+        views = views_of_file(source, self.view, self.probe_view, rng, self.small_views)
         views["label"] = int(self.labels[position])
         return views
 

@@ -29,6 +29,7 @@ from datamodules.training_sets import DeviceViews, Place
 from reliability.worker_signals import leave_stop_signals_to_main
 from views.any_size import AnySizeViewAugmenter
 from views.config import AugmentConfig, Triple
+from views.multicrop import SWAV_SMALL_CROP_SCALE
 from views.path import ViewPath
 from views.per_image import PilProbeView, PilSimCLRView
 from views.transforms import ImageTransform
@@ -65,6 +66,9 @@ class StreamingDataModule(SimCLRDataModule):
         val_holdout: float | None = None,
         val_holdout_seed: int = 0,
         max_decoded_side: int = 1024,
+        num_small_views: int = 0,
+        small_view_size: int | None = None,
+        small_crop_scale: tuple[float, float] = SWAV_SMALL_CROP_SCALE,
         cache_dir: str | None = None,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
@@ -87,6 +91,9 @@ class StreamingDataModule(SimCLRDataModule):
             val_holdout=val_holdout,
             val_holdout_seed=val_holdout_seed,
             max_decoded_side=max_decoded_side,
+            num_small_views=num_small_views,
+            small_view_size=small_view_size,
+            small_crop_scale=small_crop_scale,
         )
         self._mean, self._std = given_statistics(mean, std) or (self.info.mean, self.info.std)
         # Where remote chunks are cached and how the store is reached: LitData's own arguments.
@@ -142,10 +149,15 @@ class StreamingDataModule(SimCLRDataModule):
 
         labels = dataset_labels(self.train_images())  # the held-out slice carries -1
         self._check_enough_images(len(labels))
-        view = PilSimCLRView(AugmentConfig.simclr(**self._view_settings()))
+        config = AugmentConfig.simclr(**self._view_settings())
         probe = PilProbeView(self.image_size) if self.probe_view else None
+        small = None
+        if self.multi_crop is not None:
+            small = (PilSimCLRView(self.multi_crop.small_view_config(config)), self.multi_crop.count)
         location = split_location(self.root, "train")
-        return self._distributed(ShardTrainingViews(location, labels, view, probe, run_seed(), self.options))
+        view = PilSimCLRView(config)
+        views = ShardTrainingViews(location, labels, view, probe, run_seed(), self.options, small)
+        return self._distributed(views)
 
     def _read_per_batch(self) -> str:
         """Shards hold JPEG bytes, which the batched path for images of any size reads as files."""

@@ -14,17 +14,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import move_data_to_device
 from torch.utils.data import Dataset
 
 from datamodules.encoded import EncodedImages, full_sizes
+from datamodules.loaders import run_seed
 from datamodules.sampling import listed_files, listed_labels
 from datamodules.uint8_cache import CachedImages, decode_to_uint8, place_images
 from views.any_size import AnySizeViewAugmenter
 from views.batched import BatchViewAugmenter
 from views.config import AugmentConfig
 from views.jpeg import decode_images
+from views.multicrop import MultiCrop
 from views.per_image import PilProbeView, PilSimCLRView
 from views.per_image_dataset import SimCLRTrainingDataset
 
@@ -37,18 +40,32 @@ class Place:
     rank: int
     seed: int
 
+    @classmethod
+    def of(cls, trainer: pl.Trainer | None) -> Place:
+        """The trainer's root device and global rank (the CPU and rank 0 without one), the run's seed."""
+        if trainer is None:
+            return cls(torch.device("cpu"), 0, run_seed())
+        return cls(trainer.strategy.root_device, trainer.global_rank, run_seed())
+
 
 def per_image_training_set(
-    images: Dataset, config: AugmentConfig, probe_view: bool, place: Place
+    images: Dataset,
+    config: AugmentConfig,
+    probe_view: bool,
+    place: Place,
+    multi_crop: MultiCrop | None = None,
 ) -> SimCLRTrainingDataset:
     """Views made one image at a time in the workers, from the files themselves where the project's
-    loader reads them (views/crop_decode.py)."""
+    loader reads them (views/crop_decode.py); `multi_crop`'s small views after the two large ones."""
     # The rank seeds the views: every rank starts from the same seed (see ProcessGenerator).
     probe = PilProbeView(config.image_size) if probe_view else None
+    small_views = None
+    if multi_crop is not None:
+        small_views = (PilSimCLRView(multi_crop.small_view_config(config)), multi_crop.count)
     files = listed_files(images)
     labels = listed_labels(images) if files is not None else None
     listed = None if labels is None else labels.tolist()
-    return SimCLRTrainingDataset(images, PilSimCLRView(config), probe, place.rank, files, listed)
+    return SimCLRTrainingDataset(images, PilSimCLRView(config), probe, place.rank, files, listed, small_views)
 
 
 def cached_training_set(

@@ -110,6 +110,13 @@ def build_parser() -> ArgumentParser:
         default=[0.01, 0.1, 1.0],
         help="Label fractions, each a class-balanced seeded subset of the train split.",
     )
+    finetune.add_argument(
+        "--from_head_layer",
+        type=int,
+        default=0,
+        help="Fine-tune the encoder and the first K layers of the projection head (SimCLR v2: 1 of "
+        "a 3-layer head for 1 and 10 percent of the labels); 0: the encoder alone (SimCLR v1).",
+    )
     finetune.add_class_arguments(FinetuneSettings, "finetune")
     commands.add_subcommand("finetune", finetune, help=EVALUATE_COMMANDS["finetune"])
 
@@ -200,6 +207,7 @@ OPTION_RULES: dict[str, list[tuple[str, str, Callable[[Any], bool], str]]] = {
         ("--finetune.batch_size", "finetune.batch_size", lambda v: v >= 1, ">= 1"),
         ("--finetune.base_lr", "finetune.base_lr", lambda v: v > 0, "> 0"),
         ("--finetune.num_workers", "finetune.num_workers", lambda v: v >= 0, ">= 0"),
+        ("--from_head_layer", "from_head_layer", lambda v: v >= 0, ">= 0 (0: the encoder's output)"),
     ],
     "predict": [("--top_k", "top_k", lambda v: v >= 1, ">= 1 (how many classes to list per image)")],
 }
@@ -253,4 +261,4 @@ def main(argv: list[str] | None = None) -> object:
             )
         if command == "knn":
             return run_knn(inputs, options.k, options.temperature)
-        return run_finetune(inputs, options.fractions, instantiated.finetune)
+        return run_finetune(inputs, options.fractions, instantiated.finetune, options.from_head_layer)

@@ -26,6 +26,7 @@ from evaluation.models import (
     ClassifierMeta,
     EncoderClassifier,
     EncoderSpec,
+    HeadLayersSpec,
     load_simclr,
     save_classifier,
 )
@@ -195,18 +196,27 @@ def run_knn(inputs: EvaluationInputs, k: int, temperature: float) -> dict[str, A
 
 
 def run_finetune(
-    inputs: EvaluationInputs, fractions: list[float], settings: FinetuneSettings
+    inputs: EvaluationInputs, fractions: list[float], settings: FinetuneSettings, from_head_layer: int = 0
 ) -> dict[str, Any]:
-    """One fine-tuning per label fraction, each from the same starting weights."""
+    """One fine-tuning per label fraction, each from the same starting weights.
+
+    from_head_layer K > 0 fine-tunes the encoder and the first K layers of the projection head under a
+    new linear classifier, as SimCLR v2 does (Chen et al. 2020b: from the first layer of a 3-layer head
+    for 1% and 10% of the labels); 0 fine-tunes the encoder alone (SimCLR v1).
+    """
     datamodule = inputs.datamodule
+    HeadLayersSpec.of(load_simclr(inputs.checkpoint), from_head_layer)  # a bad K fails before any work
     train = LabelledTrainSplit(datamodule, include_held_out=True)
     test = evaluation_split(datamodule)
     rows, per_fraction = [], {}
     for fraction in fractions:
         module = load_simclr(inputs.checkpoint, inputs.random_init)
-        spec = EncoderSpec.of(module)
+        spec, head_layers = EncoderSpec.of(module), HeadLayersSpec.of(module, from_head_layer)
         positions = class_balanced_subset(train.labels, fraction, settings.seed)
-        model = EncoderClassifier(module.encoder, spec.feature_dim, datamodule.num_classes)
+        model = EncoderClassifier(
+            module.encoder, head_layers.width, datamodule.num_classes,
+            module.projection_head.first_layers(from_head_layer),
+        )  # fmt: skip
         losses = finetune(model, train.dataset(positions, augment=True), settings, inputs.device)
         logits, labels = predict_logits(
             model, test, datamodule.batch_size, settings.num_workers, inputs.device
@@ -218,11 +228,9 @@ def run_finetune(
         # Indices into the datamodule's training split (train_images()), so the subset can be rebuilt.
         subset = {"seed": settings.seed, "fraction": fraction, "indices": train.indices[positions].tolist()}
         (folder / "subset.json").write_text(json.dumps(subset) + "\n")
-        save_classifier(
-            model,
-            _classifier_meta(inputs, spec, f"finetune-{name}", subset_seed=settings.seed),
-            folder / "classifier.pt",
-        )
+        meta = _classifier_meta(inputs, spec, f"finetune-{name}", subset_seed=settings.seed)
+        meta.head_layers = head_layers if from_head_layer else None
+        save_classifier(model, meta, folder / "classifier.pt")
         per_fraction[name] = {
             "fraction": fraction,
             "labelled_samples": int(len(positions)),
@@ -234,6 +242,7 @@ def run_finetune(
     results = {
         **inputs.describe("finetune"),
         "settings": asdict(settings),
+        "from_head_layer": from_head_layer,
         "test_samples": len(test),
         "fractions": per_fraction,
     }

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_modules.backbones import build_backbone
-from lightning_modules.simclr import SimCLR
+from lightning_modules.simclr import ProjectionHead, SimCLR
 
 
 def load_simclr(checkpoint: str | Path, random_init: bool = False) -> SimCLR:
@@ -55,16 +55,62 @@ class EncoderSpec:
         return encoder
 
 
-class EncoderClassifier(nn.Module):
-    """Encoder followed by a linear layer: the model linear evaluation and fine-tuning produce."""
+@dataclass
+class HeadLayersSpec:
+    """How to rebuild the first `count` layers of a SimCLR projection head (SimCLR v2's fine-tuning
+    from the head, `evaluate.py finetune --from_head_layer`): the head's settings and the count."""
 
-    def __init__(self, encoder: nn.Module, feature_dim: int, num_classes: int) -> None:
+    input_dim: int
+    hidden_dim: int
+    output_dim: int
+    num_layers: int
+    batch_norm: bool
+    count: int
+
+    @classmethod
+    def of(cls, module: SimCLR, count: int) -> HeadLayersSpec:
+        hparams = module.hparams
+        head = cls(
+            module.feature_dim, hparams.projection_hidden_dim or module.feature_dim, hparams.projection_dim,
+            hparams.projection_layers, hparams.projection_batchnorm, count,
+        )  # fmt: skip
+        if not 0 <= count <= head.num_layers:
+            raise ValueError(
+                f"--from_head_layer {count} is not a layer of this checkpoint's projection head, which has "
+                f"{head.num_layers} (projection_layers); use 0 (the encoder's output, SimCLR v1) to "
+                f"{head.num_layers} (the head's output)."
+            )
+        return head
+
+    @property
+    def width(self) -> int:
+        """Width of the last kept layer's output, which the classifier reads."""
+        if self.count == 0:
+            return self.input_dim
+        return self.output_dim if self.count == self.num_layers else self.hidden_dim
+
+    def build(self) -> nn.Sequential:
+        head = ProjectionHead(
+            self.input_dim, self.hidden_dim, self.output_dim, self.num_layers, self.batch_norm
+        )
+        return head.first_layers(self.count)
+
+
+class EncoderClassifier(nn.Module):
+    """Encoder, then optionally the first layers of the projection head, then a linear layer: the model
+    linear evaluation and fine-tuning produce. Without head layers `projection` is an empty Sequential,
+    which has no state: the keys are `encoder.*` and `head.*`, as before head layers existed."""
+
+    def __init__(
+        self, encoder: nn.Module, feature_dim: int, num_classes: int, head_layers: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.encoder = encoder
+        self.projection = head_layers if head_layers is not None else nn.Sequential()
         self.head = nn.Linear(feature_dim, num_classes)
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.head(self.encoder(images))
+        return self.head(self.projection(self.encoder(images)))
 
 
 @dataclass
@@ -81,6 +127,9 @@ class ClassifierMeta:
     native_image_size: int | None
     protocol: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # The projection-head layers between encoder and classifier (None: none, and classifiers saved
+    # before `--from_head_layer` existed).
+    head_layers: HeadLayersSpec | None = None
 
 
 def save_classifier(model: EncoderClassifier, meta: ClassifierMeta, path: Path) -> None:

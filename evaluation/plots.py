@@ -94,41 +94,86 @@ def plot_embedding(
     return _save(figure, path)
 
 
+# The panels of curves.png: (title, y-axis label, which metric names it shows); a metric goes to the first
+# panel that claims it. Health panels appear only when their metrics were logged.
+CURVE_PANELS = (
+    ("loss", "loss", lambda name: "loss" in name),
+    (
+        "effective rank (RankMe; falls when the representation collapses)",
+        "RankMe",
+        lambda name: "rankme" in name,
+    ),
+    (
+        "alignment (lower: positives closer), uniformity (lower: more spread)",
+        "alignment / uniformity",
+        lambda name: "alignment" in name or "uniformity" in name,
+    ),
+    ("accuracy", "accuracy", lambda name: True),
+)
+
+
+def curve_panels(history: History) -> list[tuple[str, str, dict[str, Sequence[tuple[int, float]]]]]:
+    """(title, y label, curves) of each panel that has curves; loss and accuracy are always drawn."""
+    panels: list[tuple[str, str, dict[str, Sequence[tuple[int, float]]]]] = []
+    claimed: set[str] = set()
+    for title, label, claims in CURVE_PANELS:
+        curves = {
+            name: points
+            for name, points in history.items()
+            if points and name not in claimed and claims(name)
+        }
+        claimed |= set(curves)
+        if curves or label in ("loss", "accuracy"):
+            panels.append((title, label, curves))
+    return panels
+
+
 def plot_training_curves(history: History, path: Path, title: str = "training curves") -> Path:
-    """Losses on the left, accuracies on the right, both against the optimiser step."""
-    losses = {name: points for name, points in history.items() if "loss" in name and points}
-    accuracies = {name: points for name, points in history.items() if "loss" not in name and points}
-    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for axes, curves, label in ((loss_axes, losses, "loss"), (accuracy_axes, accuracies, "accuracy")):
+    """Losses, then the representation's health where logged, then accuracies, against the optimiser step."""
+    panels = curve_panels(history)
+    figure, grid = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for axes, (panel_title, label, curves) in zip(grid[0], panels, strict=True):
         for name, points in sorted(curves.items()):
             steps, values = zip(*points, strict=True)
             marker = "o" if len(points) <= 50 else None
             axes.plot(steps, values, label=name, marker=marker, markersize=3)
         axes.set_xlabel("step")
         axes.set_ylabel(label)
+        axes.set_title(panel_title, fontsize=9)
         axes.grid(alpha=0.3)
         if curves:
             axes.legend(fontsize=8)
-    accuracy_axes.set_ylim(0.0, 1.0)
+        if label == "accuracy":
+            axes.set_ylim(0.0, 1.0)
     figure.suptitle(title)
     return _save(figure, path)
 
 
 def plot_view_pairs(
-    view1: Tensor, view2: Tensor, mean: Sequence[float], std: Sequence[float], path: Path, max_pairs: int = 16
+    view1: Tensor,
+    view2: Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    path: Path,
+    max_pairs: int = 16,
+    small_views: Tensor | None = None,
 ) -> Path:
-    """Each column one image: its two augmented views stacked, un-normalised back to pixels."""
+    """Each column one image: its two augmented views stacked, then its small multi-crop views
+    ([N, B, 3, s, s], drawn at the same cell size), un-normalised back to pixels."""
     count = min(max_pairs, len(view1))
     columns = min(8, count)
-    rows = 2 * int(np.ceil(count / columns))
+    stacked = [view1, view2, *(small_views if small_views is not None else [])]
+    per_image = len(stacked)
+    rows = per_image * int(np.ceil(count / columns))
     figure, grid = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.6 * rows), squeeze=False)
     for axes in grid.flat:
         axes.axis("off")
     for index in range(count):
-        row, column = 2 * (index // columns), index % columns
-        for offset, views in enumerate((view1, view2)):
+        row, column = per_image * (index // columns), index % columns
+        for offset, views in enumerate(stacked):
             grid[row + offset, column].imshow(_to_pixels(views[index], mean, std))
-    figure.suptitle("SimCLR view pairs of the first batch (top: view 1, bottom: view 2)")
+    small = f", then its {per_image - 2} small views" if per_image > 2 else ""
+    figure.suptitle(f"SimCLR views of the first batch (each column an image: view 1, view 2{small})")
     return _save(figure, path)
 
 

@@ -9,7 +9,7 @@ import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from datamodules.listing import images_under
-from evaluation.models import ClassifierMeta, EncoderClassifier, EncoderSpec
+from evaluation.models import ClassifierMeta, EncoderClassifier, EncoderSpec, HeadLayersSpec
 from reliability.checkpoint_files import read_checkpoint
 from reliability.errors import UserError
 from views.decode import load_rgb
@@ -33,8 +33,14 @@ def load_classifier(path: str | Path) -> tuple[EncoderClassifier, ClassifierMeta
     meta_fields = dict(saved["meta"])
     meta_fields["encoder"] = EncoderSpec(**meta_fields["encoder"])
     meta_fields["mean"], meta_fields["std"] = tuple(meta_fields["mean"]), tuple(meta_fields["std"])
+    if meta_fields.get("head_layers") is not None:
+        meta_fields["head_layers"] = HeadLayersSpec(**meta_fields["head_layers"])
     meta = ClassifierMeta(**meta_fields)
-    model = EncoderClassifier(meta.encoder.build(), meta.encoder.feature_dim, len(meta.class_names))
+    if meta.head_layers is None:
+        model = EncoderClassifier(meta.encoder.build(), meta.encoder.feature_dim, len(meta.class_names))
+    else:
+        layers = meta.head_layers
+        model = EncoderClassifier(meta.encoder.build(), layers.width, len(meta.class_names), layers.build())
     model.load_state_dict(saved["state_dict"])
     return model.eval(), meta
 

@@ -25,8 +25,10 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import get_device_states, set_device_states
 
 Extra = TypeVar("Extra")
-# One micro-batch of inputs -> (representations h, projections z), both [rows, features].
-Forward = Callable[[Tensor], tuple[Tensor, Tensor]]
+Inputs = TypeVar("Inputs", Tensor, tuple[Tensor | None, ...])
+# One micro-batch of inputs (a tensor, or a tuple of tensors: multi-crop's views of two sizes) ->
+# (representations h, projections z), both [rows, features].
+Forward = Callable[[Inputs], tuple[Tensor, Tensor]]
 # Every micro-batch's projections, in order -> (the loss over all of them, anything else to keep).
 LossOfProjections = Callable[[list[Tensor]], tuple[Tensor, Extra]]
 
@@ -49,8 +51,8 @@ class CachedGradientLoss(Generic[Extra]):
 
 
 def gradient_cached_loss(
-    forward: Forward,
-    micro_batches: Sequence[Tensor],
+    forward: Forward[Inputs],
+    micro_batches: Sequence[Inputs],
     loss_of_projections: LossOfProjections[Extra],
     network: nn.Module,
     no_gradient_sync: Callable[[], AbstractContextManager] = nullcontext,
@@ -103,10 +105,13 @@ class RandomState:
     first pass left them: the run draws each mask once, as without micro-batches.
     """
 
-    def __init__(self, inputs: Tensor) -> None:
+    def __init__(self, inputs: Tensor | tuple[Tensor | None, ...]) -> None:
+        parts = inputs if isinstance(inputs, tuple) else (inputs,)
+        tensors = [tensor for tensor in parts if tensor is not None]
         self.cpu_state = torch.get_rng_state()
-        self.devices, self.device_states = get_device_states(inputs)
-        self.device_type = None if inputs.device.type == "cpu" else inputs.device.type
+        self.devices, self.device_states = get_device_states(*tensors)
+        device = tensors[0].device
+        self.device_type = None if device.type == "cpu" else device.type
 
     @contextmanager
     def replayed(self) -> Iterator[None]:

@@ -17,7 +17,8 @@ from callbacks.logging_steps import is_logging_step
 from lightning_modules.backbones import benefits_from_channels_last, build_backbone
 from lightning_modules.batch_split import check_batch_split, micro_batches_per_device
 from lightning_modules.gradient_cache import gradient_cached_loss
-from lightning_modules.losses import nt_xent_logits
+from lightning_modules.health import alignment, uniformity
+from lightning_modules.losses import multi_view_logits, multi_view_nt_xent_loss, multi_view_positive_accuracy
 from lightning_modules.optim import (
     OptimizerName,
     TrustRatio,
@@ -50,15 +51,28 @@ class ProjectionHead(nn.Sequential):
         layers.append(nn.Linear(width, output_dim))
         super().__init__(*layers)
 
+    def first_layers(self, count: int) -> nn.Sequential:
+        """The head's first `count` layers (each hidden layer Linear-BN-ReLU, the last one Linear), the same
+        modules, not copies: what SimCLR v2 fine-tunes from (Chen et al. 2020b, Sec. 2; the official code's
+        ft_proj_selector). 0 is the encoder's output, the number of layers the head's output. The modules
+        keep their indices, so the slice's state-dict keys are the head's."""
+        ends = [index + 1 for index, module in enumerate(self) if isinstance(module, nn.ReLU)] + [len(self)]
+        if not 0 <= count <= len(ends):
+            raise ValueError(f"The projection head has {len(ends)} layers; cannot take the first {count}.")
+        return nn.Sequential(*list(self)[: ends[count - 1] if count else 0])
+
 
 class ContrastiveStep(NamedTuple):
-    """One training step's loss (to back-propagate), its logits and targets, and the detached
-    representations of both views ([2N, feature_dim], view1's rows first) for the online probe."""
+    """One training step's loss (to back-propagate); its logits [V*N, V*M] and positive columns
+    [V*N, V-1] (multi_view_logits); the detached representations h of the two large views
+    ([2N, feature_dim], view1's rows first) for the online probe; the detached projections of every view
+    ([V*N, projection_dim], view-major) for the health metrics."""
 
     loss: Tensor
     logits: Tensor
-    targets: Tensor
+    positives: Tensor
     representations: Tensor
+    projections: Tensor
 
 
 class SimCLR(pl.LightningModule):
@@ -175,23 +189,22 @@ class SimCLR(pl.LightningModule):
 
     def _logits_of_representations(self, representations: Tensor) -> tuple[Tensor, Tensor]:
         """Logits and targets from h of both views, [2N, feature_dim] (view1's rows first)."""
-        return self._logits_of_projections(self.projection_head(representations))
+        logits, positives = self._logits_of_projections(self.projection_head(representations), num_views=2)
+        return logits, positives.squeeze(1)
 
-    def _logits_of_projections(self, projections: Tensor) -> tuple[Tensor, Tensor]:
-        """Logits and targets from z of both views, [2N, projection_dim] (view1's rows first).
+    def _logits_of_projections(self, projections: Tensor, num_views: int) -> tuple[Tensor, Tensor]:
+        """Logits [V*N, V*M] and positive columns [V*N, V-1] from the projections of V views of N images,
+        [V*N, projection_dim], view-major (multi_view_logits in lightning_modules/losses.py).
 
         The gather keeps gradients, so each device's loss also trains the other devices' projections
         as negatives; with one device the gather is the identity and the code path is the same.
         """
-        n, dim = projections.shape[0] // 2, projections.shape[1]
-        gathered = self._gather_with_gradients(projections).reshape(-1, 2, n, dim)
-        z1, z2 = projections.chunk(2)
-        return nt_xent_logits(
-            z1, z2, self.hparams.temperature,
-            gathered_z1=gathered[:, 0].reshape(-1, dim),
-            gathered_z2=gathered[:, 1].reshape(-1, dim),
-            rank=self.global_rank,
-        )
+        n, dim = projections.shape[0] // num_views, projections.shape[1]
+        gathered = self._gather_with_gradients(projections).reshape(-1, num_views, n, dim)
+        return multi_view_logits(
+            projections.reshape(num_views, n, dim), self.hparams.temperature,
+            gathered_views=gathered.transpose(0, 1).reshape(num_views, -1, dim), rank=self.global_rank,
+        )  # fmt: skip
 
     def _gather_with_gradients(self, tensor: Tensor) -> Tensor:
         """Every device's rows in rank order; used outside a Trainer (a notebook) there is only this one."""
@@ -199,38 +212,65 @@ class SimCLR(pl.LightningModule):
             return tensor
         return self.all_gather(tensor, sync_grads=True)
 
-    def contrastive_step(self, view1: Tensor, view2: Tensor) -> ContrastiveStep:
-        """The NT-Xent loss of the batch, in one forward pass or in micro-batches (micro_batch_size).
+    def contrastive_step(
+        self, view1: Tensor, view2: Tensor, small_views: Tensor | None = None
+    ) -> ContrastiveStep:
+        """The contrastive loss of the batch, in one forward pass or in micro-batches (micro_batch_size).
 
+        `small_views`: the small views of multi-crop, [S, N, 3, s, s] (--data.num_small_views), or None.
         With micro-batches every micro-batch but the last has back-propagated when this returns; the
         backward of the returned loss adds the last one's (lightning_modules/gradient_cache.py).
         """
+        if small_views is not None and small_views.shape[0] == 0:
+            small_views = None
+        num_views = 2 if small_views is None else 2 + small_views.shape[0]
         micro_batch_size = self.hparams.micro_batch_size
         if micro_batch_size is not None and micro_batch_size < view1.shape[0]:
-            return self._gradient_cached_step(view1, view2, micro_batch_size)
-        representations = self._encode(torch.cat([view1, view2]))
-        logits, targets = self._logits_of_representations(representations)
-        return ContrastiveStep(F.cross_entropy(logits, targets), logits, targets, representations.detach())
+            return self._gradient_cached_step(view1, view2, small_views, num_views, micro_batch_size)
+        small = None if small_views is None else small_views.flatten(0, 1)
+        representations, projections = self._represent_and_project((torch.cat([view1, view2]), small))
+        logits, positives = self._logits_of_projections(projections, num_views)
+        loss = _contrastive_loss(logits, positives)
+        return ContrastiveStep(loss, logits, positives, representations.detach(), projections.detach())
 
-    def _gradient_cached_step(self, view1: Tensor, view2: Tensor, micro_batch_size: int) -> ContrastiveStep:
-        """Both views of micro_batch_size images per forward pass, like one device of a larger DDP run."""
+    def _gradient_cached_step(
+        self, view1: Tensor, view2: Tensor, small_views: Tensor | None, num_views: int, micro_batch_size: int
+    ) -> ContrastiveStep:
+        """Every view of micro_batch_size images per forward pass, like one device of a larger DDP run."""
         pairs = zip(view1.split(micro_batch_size), view2.split(micro_batch_size), strict=True)
-        micro_batches = [torch.cat(pair) for pair in pairs]
+        large = [torch.cat(pair) for pair in pairs]
+        small: list[Tensor | None] = [None] * len(large)
+        if small_views is not None:
+            small = [part.flatten(0, 1) for part in small_views.split(micro_batch_size, dim=1)]
+        micro_batches = list(zip(large, small, strict=True))
 
-        def loss_of_projections(projections: list[Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-            logits, targets = self._logits_of_projections(_view_major(projections))
-            return F.cross_entropy(logits, targets), (logits, targets)
+        def loss_of_projections(projections: list[Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+            every_view = _view_major(projections, num_views)
+            logits, positives = self._logits_of_projections(every_view, num_views)
+            return _contrastive_loss(logits, positives), (logits, positives, every_view.detach())
 
         cached = gradient_cached_loss(
             self._represent_and_project, micro_batches, loss_of_projections, network=self,
             no_gradient_sync=self._no_gradient_sync, scale_gradient=self._loss_scaling(),
         )  # fmt: skip
-        logits, targets = cached.extra
-        return ContrastiveStep(cached.loss, logits, targets, _view_major(cached.representations))
+        logits, positives, projections = cached.extra
+        representations = _view_major(cached.representations, 2)
+        return ContrastiveStep(cached.loss, logits, positives, representations, projections)
 
-    def _represent_and_project(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        representations = self._encode(images)
-        return representations, self.projection_head(representations)
+    def _represent_and_project(self, images: tuple[Tensor, Tensor | None]) -> tuple[Tensor, Tensor]:
+        """(h of the two large views [2m, D], projections of every view [V*m, d] view-major) of
+        (large views [2m, 3, S, S], small views [(V-2)*m, 3, s, s] view-major or None).
+
+        Views of one size go through the encoder together, one size at a time (the large views as one
+        batch of 2m, as without small views, then the small ones), as SwAV and solo-learn do; batch norm
+        then normalises each size with its own statistics. The head, which sees no pixels, projects all
+        views in one batch.
+        """
+        large, small = images
+        representations = self._encode(large)
+        if small is None:
+            return representations, self.projection_head(representations)
+        return representations, self.projection_head(torch.cat([representations, self._encode(small)]))
 
     def _no_gradient_sync(self) -> AbstractContextManager:
         """DDP's no_sync, through Lightning's strategy: backward passes accumulate without an all-reduce.
@@ -250,20 +290,14 @@ class SimCLR(pl.LightningModule):
         return scaler.scale if scaler is not None else (lambda gradient: gradient)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        """The loss, and the detached representations of both views for the online probe ([2N, D])."""
+        """The loss, and the detached h of the two large views for the online probe ([2N, D])."""
         if self.hparams.micro_batch_size is not None:
             self.zero_grad()  # here rather than in optimizer_zero_grad: see there
-        loss, logits, targets, representations = self.contrastive_step(batch["view1"], batch["view2"])
+        step = self.contrastive_step(batch["view1"], batch["view2"], batch.get("small_views"))
         # Only on logging steps: a logged value is read on the host, and the bar reads it from there.
         if is_logging_step(self.trainer, batch_idx, after_optimizer_step=False):
-            # How often the positive is the most similar of the 2N-1 candidates: a cheap health signal that
-            # climbs quickly when learning works and sits near 1/(2N) when it does not.
-            positive_accuracy = (logits.detach().argmax(dim=1) == targets).float().mean()
-            self.log("train/loss", loss.detach())
-            self.log("train/positive_accuracy", positive_accuracy)
-            # Logged by the module rather than LearningRateMonitor, which refuses to run without a logger.
-            self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
-        return {"loss": loss, "features": representations}
+            self._log_training_health(step.loss, step.logits.detach(), step.positives, step.projections)
+        return {"loss": step.loss, "features": step.representations}
 
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
         """Lightning zeroes the gradients between training_step and the backward of the loss it returns,
@@ -271,6 +305,22 @@ class SimCLR(pl.LightningModule):
         training_step zeroes them at its start instead."""
         if self.hparams.micro_batch_size is None:
             optimizer.zero_grad()
+
+    def _log_training_health(
+        self, loss: Tensor, logits: Tensor, positives: Tensor, projections: Tensor
+    ) -> None:
+        # How often a positive is more similar than every negative: a cheap health signal that climbs
+        # quickly when learning works and sits near 1/(2N) when it does not (two views).
+        self.log("train/loss", loss.detach())
+        self.log("train/positive_accuracy", multi_view_positive_accuracy(logits, positives))
+        # Alignment and uniformity (Wang & Isola 2020) of the two large views' projections on this device,
+        # where the loss acts: which half of the contrastive objective is failing.
+        n = positives.shape[0] // (positives.shape[1] + 1)
+        z1, z2 = projections[:n], projections[n : 2 * n]
+        self.log("train/alignment", alignment(z1, z2))
+        self.log("train/uniformity", (uniformity(z1) + uniformity(z2)) / 2)
+        # Logged by the module rather than LearningRateMonitor, which refuses to run without a logger.
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Features for the evaluation callbacks (probe, kNN), computed once for all of them."""
@@ -308,8 +358,16 @@ class SimCLR(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def _view_major(parts: list[Tensor]) -> Tensor:
-    """Rows of per-micro-batch tensors, each [2m, D] (its view1 rows, then its view2 rows), in the order of
-    the one-pass step: every micro-batch's view1 rows, then every micro-batch's view2 rows."""
-    halves = [part.chunk(2) for part in parts]
-    return torch.cat([half[0] for half in halves] + [half[1] for half in halves])
+def _view_major(parts: list[Tensor], num_views: int) -> Tensor:
+    """Rows of per-micro-batch tensors, each [V*m, D] view-major (its view1 rows, its view2 rows, then its
+    small views' rows), in the order of the one-pass step: every micro-batch's rows of the first view,
+    then every micro-batch's rows of the second, and so on."""
+    views = [part.chunk(num_views) for part in parts]
+    return torch.cat([chunks[view] for view in range(num_views) for chunks in views])
+
+
+def _contrastive_loss(logits: Tensor, positives: Tensor) -> Tensor:
+    """Two views: NT-Xent as one cross-entropy; more: VISSL's multi-crop form, which equals it at two."""
+    if positives.shape[1] == 1:
+        return F.cross_entropy(logits, positives.squeeze(1))
+    return multi_view_nt_xent_loss(logits, positives)

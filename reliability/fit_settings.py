@@ -4,12 +4,15 @@ A fit that trains no step still tests (an untrained model, reported as test/*) a
 resume with another batch would continue a step count, a schedule and a data position that are all
 counted in batches of the old size; a resume with another optimiser, weight decay or momentum would
 load the checkpoint's optimiser state, which keeps the old ones (or, for another optimiser, fails at
-the first step).
+the first step); a resume with another number of small views (multi-crop) would switch method mid-run;
+more GPUs than the machine has fail later in Lightning with a longer message.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import torch
 
 from reliability.errors import UserError
 
@@ -76,4 +79,43 @@ def check_resume_keeps_the_optimiser(
             f"Checkpoint '{ckpt_path}' was trained with {', '.join(changed)}: a resume continues the "
             "checkpoint's optimiser state, which would keep the old setting. Resume with the run's own "
             "config.yaml values, or start a new run."
+        )
+
+
+def check_resume_keeps_the_views(ckpt_path: str, saved: dict[str, Any], configured: dict[str, Any]) -> None:
+    """`saved`, `configured`: the checkpoint's and this run's datamodule hyperparameters (a checkpoint
+    from before multi-crop, or of a datamodule without the argument, had none: 0)."""
+    was, now = saved.get("num_small_views", 0), configured.get("num_small_views", 0)
+    if was != now:
+        raise UserError(
+            f"Checkpoint '{ckpt_path}' was trained with --data.num_small_views {was} (this resume: {now}): "
+            "every later step would train on other views with another loss, and the run would report "
+            "neither method. Resume with the run's own config.yaml values, or start a new run."
+        )
+
+
+def check_resume_keeps_the_method(
+    ckpt_path: str,
+    checkpoint: dict[str, Any],
+    model_hparams: dict[str, Any],
+    data_hparams: dict[str, Any],
+    accumulate_grad_batches: int,
+) -> None:
+    """Every check a resume of fit makes against the checkpoint it continues."""
+    batch = model_hparams["batch_size"]
+    check_resume_keeps_the_batch(ckpt_path, checkpoint, batch * accumulate_grad_batches, batch)
+    check_resume_keeps_the_optimiser(ckpt_path, checkpoint.get("hyper_parameters", {}), model_hparams)
+    check_resume_keeps_the_views(ckpt_path, checkpoint.get("datamodule_hyper_parameters", {}), data_hparams)
+
+
+def check_devices_exist(accelerator: object, devices: object) -> None:
+    """More GPUs than the machine has: say how many there are, before Lightning's longer message."""
+    if str(accelerator) not in ("gpu", "cuda") or not str(devices).isdigit():
+        return
+    requested, available = int(str(devices)), torch.cuda.device_count()
+    if requested > available:
+        raise UserError(
+            f"--trainer.devices {requested} asks for {requested} GPUs but this machine has {available}; "
+            f"use --trainer.devices {available} (or -1 for all of them)"
+            f"{'' if available else ' or --trainer.accelerator cpu'}."
         )

@@ -15,6 +15,7 @@ full-size boxes, scaled onto the pixels it has.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from views.colour import colour_and_normalise, normalise
 from views.config import SMALL_IMAGE_MAX_SIZE, AugmentConfig
-from views.filtered_crops import filtered_crops, image_geometry, pack_images
+from views.filtered_crops import PackedImages, filtered_crops, image_geometry, pack_images
 from views.params import DeviceGenerators, central_squares, probe_boxes, sample_view_params
 
 
@@ -53,6 +54,16 @@ class AnySizeViewAugmenter:
         """This augmenter's generator on `device`, reseeded; seeding is host-side (no sync on a GPU)."""
         return self._generators.seeded(device, seed)
 
+    def layout(self, images: Sequence[Tensor], full_sizes: Sequence[tuple[int, int]]) -> ImageLayout:
+        """uint8 `images` [3, H_n, W_n] whose full (height, width) are `full_sizes`, packed for cropping."""
+        geometry = image_geometry(images)
+        table = [[*placed, *full] for placed, full in zip(geometry, full_sizes, strict=True)]
+        sides = _to_device(table, images[0].device)  # [B, 5]: offset, decoded and full height, width
+        full_height, full_width = sides[:, 3].float(), sides[:, 4].float()
+        # Full-size boxes onto the decoded pixels: a factor of 1 unless the image was decoded smaller.
+        scale = torch.stack([sides[:, 1] / full_height, sides[:, 2] / full_width], dim=1).repeat(1, 2)
+        return ImageLayout(pack_images(images, sides[:, :3]), sides[:, 1:3], full_height, full_width, scale)
+
     def views(
         self,
         images: Sequence[Tensor],
@@ -61,33 +72,29 @@ class AnySizeViewAugmenter:
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """view1, view2 and the probe view (None unless `probe_view`), normalised float [B, 3, S, S], of
         uint8 `images` [3, H_n, W_n] whose full (height, width) are `full_sizes`."""
-        device = images[0].device
-        count, size = len(images), self.config.image_size
-        geometry = image_geometry(images)
-        table = [[*placed, *full] for placed, full in zip(geometry, full_sizes, strict=True)]
-        sides = _to_device(table, device)  # [B, 5]: offset, decoded height and width, full height and width
-        packed = pack_images(images, sides[:, :3])
-        full_height, full_width = sides[:, 3].float(), sides[:, 4].float()
+        return self.views_of(self.layout(images, full_sizes), generator)
+
+    def views_of(
+        self, layout: ImageLayout, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """`views` of images already laid out."""
+        count, size = layout.count, self.config.image_size
+        device = layout.full_height.device
+        full_height, full_width = layout.full_height, layout.full_width
         params = sample_view_params(
             2 * count, full_height.repeat(2), full_width.repeat(2), self.config, generator, device
         )
         boxes, flips, regions = params.boxes, params.flip, None
-        # Full-size boxes onto the decoded pixels: a factor of 1 unless the image was decoded smaller.
-        scale = torch.stack([sides[:, 1] / full_height, sides[:, 2] / full_width], dim=1).repeat(1, 2)
         if self.probe_view:
             probe, probe_flip = probe_boxes(count, full_height, full_width, size, generator, device)
             boxes, flips = torch.cat([boxes, probe]), torch.cat([flips, probe_flip])
             if size <= SMALL_IMAGE_MAX_SIZE:
                 # The padded crop of the small-image probe reads its central square, zeros around it.
                 whole = torch.stack([torch.zeros_like(full_height), torch.zeros_like(full_width)], dim=1)
-                whole = torch.cat([whole, sides[:, 1:3].float()], dim=1)
-                square = central_squares(full_height, full_width) * scale
+                whole = torch.cat([whole, layout.decoded.float()], dim=1)
+                square = central_squares(full_height, full_width) * layout.scale
                 regions = torch.cat([whole, whole, square.round()])
-        crops_per_image = boxes.shape[0] // count
-        image_index = torch.arange(count, device=device).repeat(crops_per_image)
-        crops = filtered_crops(
-            packed, image_index, boxes * scale.repeat(crops_per_image, 1), flips, size, regions
-        )
+        crops = layout.crops(boxes, flips, size, regions)
         views = self._colour(crops[: 2 * count], params, self.config)
         probe_view = (
             normalise(crops[2 * count :], self.config.mean, self.config.std) if self.probe_view else None
@@ -102,11 +109,39 @@ class AnySizeViewAugmenter:
         generator: torch.Generator | None = None,
     ) -> dict[str, Tensor]:
         """{"view1", "view2"[, "probe_view"]: [B, 3, S, S], "label": [B]}."""
-        view1, view2, probe = self.views(images, full_sizes, generator)
+        return self.training_batch_of(self.layout(images, full_sizes), labels, generator)
+
+    def training_batch_of(
+        self, layout: ImageLayout, labels: Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """`training_batch` of images already laid out (subclasses add views of the same layout)."""
+        view1, view2, probe = self.views_of(layout, generator)
         batch = {"view1": view1, "view2": view2, "label": labels}
         if probe is not None:
             batch["probe_view"] = probe
         return batch
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """A batch's images packed for `filtered_crops`, with their decoded and full sizes."""
+
+    packed: PackedImages
+    decoded: Tensor  # [B, 2] long: (height, width) of the pixels decoded
+    full_height: Tensor  # [B] float: at full resolution, where the crop boxes are drawn
+    full_width: Tensor  # [B] float
+    scale: Tensor  # [B, 4]: full-size boxes (top, left, height, width) onto the decoded pixels
+
+    @property
+    def count(self) -> int:
+        return self.full_height.shape[0]
+
+    def crops(self, boxes: Tensor, flips: Tensor, size: int, regions: Tensor | None = None) -> Tensor:
+        """[V, 3, size, size] in [0, 1] of full-size `boxes` [V, 4], k views per image, view-major."""
+        crops_per_image = boxes.shape[0] // self.count
+        image_index = torch.arange(self.count, device=boxes.device).repeat(crops_per_image)
+        scaled = boxes * self.scale.repeat(crops_per_image, 1)
+        return filtered_crops(self.packed, image_index, scaled, flips, size, regions)
 
 
 def _to_device(rows: list[list[int]], device: torch.device) -> Tensor:

@@ -24,6 +24,7 @@ from views.crop_decode import ImageFile, scale_boxes
 from views.per_image import PilProbeView, PilSimCLRView
 
 VIEW_KEYS = ("view1", "view2", "probe_view")
+SMALL_VIEWS = "small_views"
 
 
 class ProcessGenerator:
@@ -63,9 +64,18 @@ class NormaliseViews:
         self.shift = np.array([-m / s for m, s in zip(mean, std, strict=True)], dtype=np.float32)
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Tensor]:
-        keys = [key for key in VIEW_KEYS if key in samples[0]]
+        keys = [key for key in (*VIEW_KEYS, SMALL_VIEWS) if key in samples[0]]
         batch = default_collate([{k: v for k, v in sample.items() if k not in keys} for sample in samples])
         for key in keys:
+            if key == SMALL_VIEWS:  # [N, s, s, 3] per item -> [N, B, 3, s, s], view-major (views.multicrop)
+                count, height, width, _ = samples[0][key].shape
+                out = torch.empty((count, len(samples), 3, height, width), dtype=torch.float32)
+                into = out.numpy()
+                for index, sample in enumerate(samples):
+                    for view, pixels in enumerate(sample[key].numpy()):
+                        pixel_kernels.normalise_into(pixels, into[view, index], self.scale, self.shift)
+                batch[key] = out
+                continue
             height, width, _ = samples[0][key].shape
             out = torch.empty((len(samples), 3, height, width), dtype=torch.float32)
             into = out.numpy()
@@ -95,7 +105,11 @@ class SimCLRTrainingDataset(Dataset):
         rank: int = 0,
         files: Sequence[str] | None = None,
         labels: Sequence[int] | None = None,
+        small_views: tuple[PilSimCLRView, int] | None = None,
     ) -> None:
+        """`small_views`: (the small view, how many per image), drawn after the two large views and before
+        the probe view (views.multicrop); items then hold "small_views" [N, s, s, 3], batches
+        [N, B, 3, s, s]."""
         if (files is None) != (labels is None):
             raise ValueError("files and labels go together: the labels of the listed files, or neither.")
         self.images = images
@@ -103,6 +117,7 @@ class SimCLRTrainingDataset(Dataset):
         self.probe_view = probe_view
         self.files = files
         self.labels = labels
+        self.small_views = small_views
         self.collate = NormaliseViews(view.config.mean, view.config.std)
         self.generator = ProcessGenerator(rank)
 
@@ -119,26 +134,43 @@ class SimCLRTrainingDataset(Dataset):
         if image.mode != "RGB":
             image = image.convert("RGB")
         item = {"view1": self.view(image, rng), "view2": self.view(image, rng)}
+        if self.small_views is not None:
+            small_view, count = self.small_views
+            item[SMALL_VIEWS] = torch.stack([small_view(image, rng) for _ in range(count)])
         if self.probe_view is not None:
             item["probe_view"] = self.probe_view(image, rng)
         item["label"] = int(label)
         return item
 
     def _views_of_file(self, path: str, rng: np.random.Generator) -> dict[str, Tensor | int]:
-        return views_of_file(ImageFile.open(path), self.view, self.probe_view, rng)
+        return views_of_file(ImageFile.open(path), self.view, self.probe_view, rng, self.small_views)
 
 
 def views_of_file(
-    source: ImageFile, view: PilSimCLRView, probe_view: PilProbeView | None, rng: np.random.Generator
+    source: ImageFile,
+    view: PilSimCLRView,
+    probe_view: PilProbeView | None,
+    rng: np.random.Generator,
+    small_views: tuple[PilSimCLRView, int] | None = None,
 ) -> dict[str, Tensor | int]:
-    """Both views drawn from the file's header size, then one decode at the scale both allow."""
+    """Both views (and the small views of multi-crop) drawn from the file's header size, then one decode
+    at the scale they all allow."""
     draws = [view.draw(rng, *source.size) for _ in range(2)]
     boxes = [draw.box for draw in draws]
-    size = view.config.image_size
-    decoded = source.decode(1 if probe_view is not None else source.reduction_for(boxes, size))
-    scaled = scale_boxes(boxes, source.size, decoded)
-    views = [view.render(decoded, replace(d, box=b)) for d, b in zip(draws, scaled, strict=True)]
+    reduction = 1 if probe_view is not None else source.reduction_for(boxes, view.config.image_size)
+    small_view, small_draws = None, []
+    if small_views is not None:  # drawn before the decode, whose scale they must allow too
+        small_view, count = small_views
+        small_draws = [small_view.draw(rng, *source.size) for _ in range(count)]
+        small_boxes = [draw.box for draw in small_draws]
+        reduction = min(reduction, source.reduction_for(small_boxes, small_view.config.image_size))
+    decoded = source.decode(reduction)
+    scaled = scale_boxes(boxes + [draw.box for draw in small_draws], source.size, decoded)
+    views = [view.render(decoded, replace(d, box=b)) for d, b in zip(draws, scaled[:2], strict=True)]
     item: dict[str, Tensor | int] = {"view1": views[0], "view2": views[1]}
+    if small_view is not None:
+        pairs = zip(small_draws, scaled[2:], strict=True)
+        item[SMALL_VIEWS] = torch.stack([small_view.render(decoded, replace(d, box=b)) for d, b in pairs])
     if probe_view is not None:
         pixels = decoded.permute(1, 2, 0).numpy()
         item["probe_view"] = probe_view(Image.fromarray(pixels), rng)

@@ -21,7 +21,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 import lightning_modules.simclr as simclr_module
 from callbacks import OnlineLinearProbe
@@ -33,6 +33,7 @@ PER_DEVICE_BATCH = 4
 GLOBAL_BATCH = WORLD_SIZE * PER_DEVICE_BATCH
 TRAINING_STEPS = 3
 IMAGE_SIZE = 16
+SMALL_SIZE = 8
 FEATURE_DIM = 16
 VALIDATION_IMAGES = 8
 
@@ -44,28 +45,44 @@ pytestmark = [
 
 
 class PairedViews(Dataset):
-    """Fixed view pairs, so that one process can be given exactly the images two processes saw."""
+    """Fixed view pairs (and small views), so that one process can be given exactly the images two
+    processes saw."""
 
-    def __init__(self, view1: Tensor, view2: Tensor) -> None:
+    def __init__(self, view1: Tensor, view2: Tensor, small_views: Tensor | None = None) -> None:
         self.view1 = view1
         self.view2 = view2
+        self.small_views = small_views  # [S, images, 3, s, s], view-major as in a batch
 
     @classmethod
-    def random(cls, size: int) -> PairedViews:
+    def random(cls, size: int, small_views: int = 0) -> PairedViews:
         generator = torch.Generator().manual_seed(0)
         shape = (size, 3, IMAGE_SIZE, IMAGE_SIZE)
-        return cls(torch.randn(shape, generator=generator), torch.randn(shape, generator=generator))
+        small = torch.randn(small_views, size, 3, SMALL_SIZE, SMALL_SIZE, generator=generator)
+        return cls(
+            torch.randn(shape, generator=generator), torch.randn(shape, generator=generator),
+            small if small_views else None,
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.view1)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        return {
+        item = {
             "view1": self.view1[index],
             "view2": self.view2[index],
             "probe_view": self.view1[index],
             "label": torch.tensor(index % 2),
         }
+        if self.small_views is not None:
+            item["small_views"] = self.small_views[:, index]
+        return item
+
+    @staticmethod
+    def collate(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        batch = default_collate(items)
+        if "small_views" in batch:
+            batch["small_views"] = batch["small_views"].transpose(0, 1)  # [S, B, 3, s, s]
+        return batch
 
 
 class BatchNormFreeEncoder(nn.Sequential):
@@ -112,6 +129,8 @@ class RecordRank(pl.Callback):
         if batch_idx == 0:
             self.record["loss"] = outputs["loss"].detach().clone()
             self.record["views"] = (batch["view1"].clone(), batch["view2"].clone())
+            if "small_views" in batch:
+                self.record["small_views"] = batch["small_views"].clone()
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self.record["validation_labels"].append(batch[1].clone())
@@ -144,7 +163,7 @@ def fit(
     )
     settings.update(trainer_args)
     # Under DDP, Lightning swaps in a shuffling DistributedSampler whatever the loader says.
-    train = DataLoader(data, batch_size=GLOBAL_BATCH // devices, shuffle=False)
+    train = DataLoader(data, batch_size=GLOBAL_BATCH // devices, shuffle=False, collate_fn=data.collate)
     pl.Trainer(**settings).fit(model, train_dataloaders=train, val_dataloaders=validation_loader())
 
 
@@ -156,7 +175,7 @@ def validation_loader() -> DataLoader:
     return DataLoader(TensorDataset(images, labels), batch_size=2)
 
 
-def run_two_processes_and_one(folder: Path, model: SimCLR):
+def run_two_processes_and_one(folder: Path, model: SimCLR, small_views: int = 0):
     """Fits copies of one initial model on two processes, then on one process for one step on exactly the
     images the two processes' first step saw; returns (one, [rank 0, rank 1]).
 
@@ -165,17 +184,17 @@ def run_two_processes_and_one(folder: Path, model: SimCLR):
     images gives the same mean loss, as long as each image's two views stay together.
     """
     probe = OnlineLinearProbe(lr=0.05, num_classes=2)
-    two_data = PairedViews.random(TRAINING_STEPS * GLOBAL_BATCH)
+    two_data = PairedViews.random(TRAINING_STEPS * GLOBAL_BATCH, small_views)
     fit(copy.deepcopy(model), folder / "two", two_data, [probe], devices=WORLD_SIZE)
     ranks = [torch.load(folder / "two" / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
     view1, view2 = (torch.cat([rank["views"][view] for rank in ranks]) for view in (0, 1))
-    first_step = PairedViews(view1, view2)
+    small = torch.cat([rank["small_views"] for rank in ranks], dim=1) if small_views else None
+    first_step = PairedViews(view1, view2, small)
     fit(copy.deepcopy(model), folder / "one", first_step, [], max_steps=1, limit_val_batches=0)
     return torch.load(folder / "one" / "rank0.pt"), ranks
 
 
-@pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory: pytest.TempPathFactory):
+def batch_norm_free_model() -> SimCLR:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(simclr_module, "build_backbone", batch_norm_free_backbone)
         pl.seed_everything(0, verbose=False)
@@ -184,11 +203,26 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory):
             batch_size=GLOBAL_BATCH, warmup_epochs=0.0,
         )
     assert not any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
-    return run_two_processes_and_one(tmp_path_factory.mktemp("ddp"), model)
+    return model
 
 
-def test_two_processes_take_the_step_of_one_process_on_all_images(ddp_run) -> None:
-    one, ranks = ddp_run
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory: pytest.TempPathFactory):
+    return run_two_processes_and_one(tmp_path_factory.mktemp("ddp"), batch_norm_free_model())
+
+
+@pytest.fixture(scope="module")
+def ddp_multicrop_run(tmp_path_factory: pytest.TempPathFactory):
+    """The same with 3 small views per image: the multi-crop loss gathers every view of every rank."""
+    return run_two_processes_and_one(tmp_path_factory.mktemp("ddp_multicrop"), batch_norm_free_model(), 3)
+
+
+@pytest.mark.parametrize("run", ["ddp_run", "ddp_multicrop_run"])
+def test_two_processes_take_the_step_of_one_process_on_all_images(run: str, request) -> None:
+    one, ranks = request.getfixturevalue(run)
+    if run == "ddp_multicrop_run":  # the premise: the step did see small views on every rank
+        shape = (3, PER_DEVICE_BATCH, 3, SMALL_SIZE, SMALL_SIZE)
+        assert all(rank["small_views"].shape == shape for rank in ranks)
     # Each rank's loss is the mean over its own anchors (against every rank's negatives); DDP averages
     # the ranks' gradients, so the mean of the rank losses is the loss DDP optimises.
     mean_loss = torch.stack([rank["loss"] for rank in ranks]).mean()

@@ -217,4 +217,5 @@ def test_pretraining_draws_curves_and_view_pairs_and_checkpoints_the_curve_histo
         assert (pretrained_run.run_dir / name).read_bytes()[:4] == b"\x89PNG"
     callbacks = torch.load(pretrained_run.checkpoint, map_location="cpu", weights_only=False)["callbacks"]
     history = next(state["history"] for key, state in callbacks.items() if key.startswith("TrainingCurves"))
-    assert {"train/loss", "val/probe_top1", "val/knn_top1"} <= set(history)
+    assert {"train/loss", "val/probe_top1", "val/knn_top1", "val/rankme"} <= set(history)
+    assert {"train/alignment", "train/uniformity"} <= set(history)

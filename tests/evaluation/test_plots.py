@@ -1,9 +1,11 @@
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from evaluation.plots import (
     confusion_matrix,
+    curve_panels,
     plot_confusion_matrix,
     plot_embedding,
     plot_training_curves,
@@ -33,3 +35,36 @@ def test_every_picture_is_a_png_file(tmp_path: Path) -> None:
     ]
     for path in paths:
         assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_curves_give_the_health_metrics_panels_of_their_own() -> None:
+    history = {
+        "train/loss": [(1, 5.0)],
+        "train/probe_loss": [(1, 2.0)],
+        "train/alignment": [(1, 1.2)],
+        "train/uniformity": [(1, -3.0)],
+        "val/rankme": [(1, 40.0)],
+        "val/knn_top1": [(1, 0.3)],
+        "train/positive_accuracy": [(1, 0.5)],
+    }
+    panels = {label: sorted(curves) for _, label, curves in curve_panels(history)}
+    assert panels == {
+        "loss": ["train/loss", "train/probe_loss"],
+        "RankMe": ["val/rankme"],
+        "alignment / uniformity": ["train/alignment", "train/uniformity"],
+        "accuracy": ["train/positive_accuracy", "val/knn_top1"],
+    }
+    # A run that logged none of them keeps the two panels it always had.
+    assert [label for _, label, _ in curve_panels({"train/loss": [(1, 5.0)]})] == ["loss", "accuracy"]
+
+
+def test_view_pairs_add_a_row_per_small_view(tmp_path: Path) -> None:
+    views = torch.randn(4, 3, 8, 8)
+    mean, std = (0.5, 0.5, 0.5), (0.2, 0.2, 0.2)
+    pairs = plot_view_pairs(views, views, mean, std, tmp_path / "pairs.png")
+    small = plot_view_pairs(
+        views, views, mean, std, tmp_path / "small.png", small_views=torch.randn(2, 4, 3, 4, 4)
+    )
+    # One image per column, 1.6 inches a row at 110 dpi: 2 rows, then 2 + 2.
+    assert Image.open(pairs).size[1] == round(2 * 1.6 * 110)
+    assert Image.open(small).size[1] == round(4 * 1.6 * 110)

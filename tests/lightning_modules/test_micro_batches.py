@@ -157,3 +157,30 @@ def test_gradient_accumulation_is_refused(tmp_path: Path) -> None:
 def test_micro_batch_sizes_that_cannot_split_the_batch(tmp_path: Path, micro_batch_size, message) -> None:
     with pytest.raises(ValueError, match=message):
         fit(vit(micro_batch_size), tmp_path)
+
+
+def test_micro_batches_of_multi_crop_views_give_the_one_pass_loss_and_gradients() -> None:
+    """Small views (--data.num_small_views) split with their images: each micro-batch holds its images'
+    large and small views, and the cached step is the one-pass step (batch-norm on running statistics, so
+    that the split cannot change the normalisation; float64)."""
+    generator = torch.Generator().manual_seed(0)
+    view1, view2 = (torch.randn(BATCH, 3, SIDE, SIDE, generator=generator, dtype=torch.float64) for _ in "12")
+    small_views = torch.randn(3, BATCH, 3, 8, 8, generator=generator, dtype=torch.float64)
+
+    def step(micro_batch_size: int | None) -> tuple[float, list[Tensor], Tensor]:
+        pl.seed_everything(0, verbose=False)
+        model = SimCLR(
+            backbone="tiny_resnet", image_size=SIDE, batch_size=BATCH, micro_batch_size=micro_batch_size
+        )
+        model = model.double().eval()
+        result = model.contrastive_step(view1, view2, small_views)
+        result.loss.backward()
+        return float(result.loss), [p.grad.clone() for p in model.parameters()], result.projections
+
+    loss, gradients, projections = step(None)
+    micro_loss, micro_gradients, micro_projections = step(2)
+    assert micro_loss == pytest.approx(loss, rel=1e-10)
+    assert projections.shape == (5 * BATCH, 128)
+    torch.testing.assert_close(micro_projections, projections, rtol=1e-10, atol=1e-12)
+    for micro_gradient, gradient in zip(micro_gradients, gradients, strict=True):
+        torch.testing.assert_close(micro_gradient, gradient, rtol=1e-8, atol=1e-12)

@@ -85,7 +85,8 @@ def test_a_resume_with_another_base_lr_trains_at_the_rate_it_prints(tmp_path: Pa
 
 
 def test_a_resume_that_would_not_apply_a_changed_setting_is_refused(tmp_path: Path, capsys) -> None:
-    """The batch (steps, schedule and data position count in it) and what the optimiser state keeps."""
+    """The batch (steps, schedule and data position count in it), what the optimiser state keeps, and
+    the number of small views (another method)."""
     run, resume = first_epoch(tmp_path)
     before = {path: path.stat().st_mtime_ns for path in run.rglob("*")}
     was = f"Checkpoint '{run / 'checkpoints' / 'last.ckpt'}' was trained with"
@@ -95,6 +96,7 @@ def test_a_resume_that_would_not_apply_a_changed_setting_is_refused(tmp_path: Pa
         (["--model.optimizer", "adamw"], "--model.optimizer lars (this resume: adamw)"),
         (["--model.weight_decay", "0.5"], "--model.weight_decay 1e-06 (this resume: 0.5)"),
         (["--model.momentum", "0.8"], "--model.momentum 0.9 (this resume: 0.8)"),
+        (["--data.num_small_views", "2"], "--data.num_small_views 0 (this resume: 2)"),
     ]:
         line = error_line([*resume, *change], capsys)
         assert f"{was} {expected}" in line and "start a new run" in line
