@@ -111,7 +111,9 @@ class RandomState:
         self.cpu_state = torch.get_rng_state()
         self.devices, self.device_states = get_device_states(*tensors)
         device = tensors[0].device
-        self.device_type = None if device.type == "cpu" else device.type
+        # "cpu" (with no devices) forks the CPU generator alone; None, which newer torch reads as "the
+        # accelerator", fails in torch 2.11's fork_rng.
+        self.device_type = device.type
 
     @contextmanager
     def replayed(self) -> Iterator[None]:
