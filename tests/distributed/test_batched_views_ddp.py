@@ -10,15 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from datamodules.sampling import ResumableBatchSampler
 from datamodules.uint8_cache import CachedImages
 from tests.datamodules.in_memory import InMemoryDataModule
-from tests.distributed.process_group import DestroyProcessGroupAtTeardown
+from tests.distributed.first_batches import first_batches_of_ranks
 
 IMAGES, PER_DEVICE_BATCH, SIDE, SEED, WORLD_SIZE = 16, 4, 16, 11, 2
 
@@ -35,35 +33,11 @@ class OneImageDataModule(InMemoryDataModule):
         return [(image.to(torch.uint8), index) for index in range(IMAGES)]
 
 
-class RecordFirstBatch(pl.LightningModule):
-    """Saves each rank's first training batch; one parameter so that DDP has something to reduce."""
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__()
-        self.folder = folder
-        self.weight = nn.Parameter(torch.zeros(()))
-
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        if batch_idx == 0:
-            torch.save(batch, self.folder / f"rank{self.global_rank}.pt")
-        return self.weight * batch["view1"].mean()
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
 def test_ranks_draw_independent_views_reproducible_from_the_seed(tmp_path: Path) -> None:
-    pl.seed_everything(SEED)
     datamodule = OneImageDataModule(
         "unused", batch_size=WORLD_SIZE * PER_DEVICE_BATCH, num_workers=0, probe_view=True
     )
-    trainer = pl.Trainer(
-        accelerator="cpu", devices=WORLD_SIZE, strategy="ddp_spawn", max_steps=1, limit_val_batches=0,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[DestroyProcessGroupAtTeardown()],
-    )  # fmt: skip
-    trainer.fit(RecordFirstBatch(tmp_path), datamodule=datamodule)
-    recorded = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
+    recorded = first_batches_of_ranks(datamodule, tmp_path, WORLD_SIZE, SEED)
 
     labels = [batch["label"].tolist() for batch in recorded]
     assert set(labels[0]).isdisjoint(labels[1])  # disjoint shares of the images

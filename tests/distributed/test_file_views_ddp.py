@@ -7,14 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from datamodules import ImageFolderDataModule
 from datamodules.encoded import EncodedImages
 from datamodules.sampling import ResumableBatchSampler
-from tests.distributed.process_group import DestroyProcessGroupAtTeardown
-from tests.distributed.test_batched_views_ddp import RecordFirstBatch
+from tests.distributed.first_batches import first_batches_of_ranks
 from tests.views.photos import write_photo_folder
 
 PER_DEVICE_BATCH, SIDE, SEED, WORLD_SIZE = 4, 16, 11, 2
@@ -32,14 +30,7 @@ def test_ranks_read_disjoint_files_and_draw_independent_views(tmp_path: Path) ->
             view_path="batched", probe_view=True,
         )  # fmt: skip
 
-    pl.seed_everything(SEED)
-    trainer = pl.Trainer(
-        accelerator="cpu", devices=WORLD_SIZE, strategy="ddp_spawn", max_steps=1, limit_val_batches=0,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[DestroyProcessGroupAtTeardown()],
-    )  # fmt: skip
-    trainer.fit(RecordFirstBatch(tmp_path), datamodule=datamodule())
-    recorded = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
+    recorded = first_batches_of_ranks(datamodule(), tmp_path, WORLD_SIZE, SEED)
 
     rebuilt = datamodule()
     rebuilt.setup("fit")
