@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -80,20 +80,24 @@ def uninterrupted_and_resumed(
 RECORDED_VIEWS = ("view1", "view2", "probe_view", "label")
 
 
-def capture_views_and_losses(trainer: pl.Trainer, outputs: dict, batch: dict) -> dict:
+def capture_views_and_losses(
+    trainer: pl.Trainer, outputs: dict, batch: dict, recorded: Sequence[str] = RECORDED_VIEWS
+) -> dict:
     return {
-        **{name: batch[name].clone() for name in RECORDED_VIEWS},
+        **{name: batch[name].clone() for name in recorded},
         "loss": outputs["loss"].item(),
         "probe_loss": trainer.callback_metrics["train/probe_loss"].item(),
     }
 
 
-def assert_same_views_and_losses(uninterrupted: dict[int, dict], resumed: dict[int, dict]) -> None:
+def assert_same_views_and_losses(
+    uninterrupted: dict[int, dict], resumed: dict[int, dict], recorded: Sequence[str] = RECORDED_VIEWS
+) -> None:
     """Every step after the resume saw exactly the uninterrupted run's views, labels and losses;
     every step of the run drew its own views (the two epochs are not replays of each other)."""
     for step, after_resume in resumed.items():
         expected = uninterrupted[step]
-        for name in RECORDED_VIEWS:
+        for name in recorded:
             assert torch.equal(after_resume[name], expected[name]), f"{name} differs at step {step}"
         assert after_resume["loss"] == pytest.approx(expected["loss"], rel=1e-5)
         assert after_resume["probe_loss"] == pytest.approx(expected["probe_loss"], rel=1e-5)

@@ -4,10 +4,10 @@ workers, on the per-image path and on the batched path for images of any size.""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
-import torch
 
 from datamodules import StreamingDataModule
 from datamodules.shard_reading import ShardEncodedImages
@@ -24,14 +24,7 @@ from tests.shard_helpers import IndexedStreamingDataModule, shards_of, write_jpe
 from tests.views.photos import write_photo_folder
 
 RECORDED = ("index", "view1", "view2", "label")
-
-
-def capture(trainer, outputs, batch) -> dict:
-    return {
-        **{name: batch[name].clone() for name in RECORDED},
-        "loss": outputs["loss"].item(),
-        "probe_loss": trainer.callback_metrics["train/probe_loss"].item(),
-    }
+capture = partial(capture_views_and_losses, recorded=RECORDED)
 
 
 @pytest.mark.slow
@@ -46,12 +39,7 @@ def test_resumed_streaming_run_trains_the_same_images_and_views(tmp_path: Path) 
         )
 
     uninterrupted, resumed = uninterrupted_and_resumed(tmp_path, capture, make_datamodule)
-    for step, after_resume in resumed.items():
-        expected = uninterrupted[step]
-        for name in RECORDED:
-            assert torch.equal(after_resume[name], expected[name]), f"{name} differs at step {step}"
-        assert after_resume["loss"] == pytest.approx(expected["loss"], rel=1e-5)
-        assert after_resume["probe_loss"] == pytest.approx(expected["probe_loss"], rel=1e-5)
+    assert_same_views_and_losses(uninterrupted, resumed, RECORDED)
     # Each epoch trains every image once, in a new order.
     steps = [range(first, first + STEPS_PER_EPOCH) for first in (1, STEPS_PER_EPOCH + 1)]
     epochs = [[i for step in epoch for i in uninterrupted[step]["index"].tolist()] for epoch in steps]
